@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0-only)
+/*
+ * grm's steering program: an sk_reuseport program attached to every reuseport group grmd
+ * manages. It picks, for each incoming datagram, the socket of the generation that should get it:
+ * new flows go to the working generation, existing flows stay on the socket that owns them.
+ *
+ * One program instance is loaded per group (the group index is a read-only global set before
+ * load); every instance shares the maps below, which grmd creates with the first instance.
+ *
+ * Invariants:
+ *  - once a working generation exists, no packet is left to the kernel's default hash over the
+ *    group (it would hand new flows to draining instances): a failed selection drops and counts;
+ *  - every run ends in finish(), which bumps exactly one per-CPU verdict counter.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/types.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "steer-api.h"
+
+/* Index of the reuseport group this instance is attached to. Set by grmd before load. */
+const volatile __u32 group_id = 0;
+
+/* Sockets of every live generation, laid out as in steer-api.h. Written by grmd. */
+struct {
+        __uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
+        __uint(max_entries, GRM_SOCKARRAY_SIZE);
+        __type(key, __u32);
+        __type(value, __u64);
+} sockets SEC(".maps");
+
+/* Working and pending slot, dissector, flow timeout (one entry). Written by grmd. */
+struct {
+        __uint(type, BPF_MAP_TYPE_ARRAY);
+        __uint(max_entries, 1);
+        __type(key, __u32);
+        __type(value, struct grm_config);
+} config SEC(".maps");
+
+/* Generation number and socket count of each slot. Written by grmd. */
+struct {
+        __uint(type, BPF_MAP_TYPE_ARRAY);
+        __uint(max_entries, GRM_GEN_SLOTS);
+        __type(key, __u32);
+        __type(value, struct grm_slot);
+} slots SEC(".maps");
+
+/* Flow table: remote address and port (per group) -> owning socket. Written by this program;
+ * grmd only reads it (status) and sizes it before load. LRU, so stale entries make room. */
+struct {
+        __uint(type, BPF_MAP_TYPE_LRU_HASH);
+        __uint(max_entries, 65536);
+        __type(key, struct grm_flow_key);
+        __type(value, struct grm_flow_value);
+} flows SEC(".maps");
+
+/* Per-CPU verdict counters, indexed by enum grm_stat. Written by this program. */
+struct {
+        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+        __uint(max_entries, _GRM_STAT_MAX);
+        __type(key, __u32);
+        __type(value, __u64);
+} stats SEC(".maps");
+
+/* Per-CPU packets steered to each slot. Written by this program, reset by grmd per generation. */
+struct {
+        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+        __uint(max_entries, GRM_GEN_SLOTS);
+        __type(key, __u32);
+        __type(value, __u64);
+} slot_packets SEC(".maps");
+
+static __always_inline int finish(enum grm_stat stat, __u32 slot, int action) {
+        __u32 key = stat;
+        __u64 *counter = bpf_map_lookup_elem(&stats, &key);
+        if (counter)
+                *counter += 1;
+        if (slot < GRM_GEN_SLOTS) {
+                counter = bpf_map_lookup_elem(&slot_packets, &slot);
+                if (counter)
+                        *counter += 1;
+        }
+        return action;
+}
+
+static __always_inline __u32 sock_index(__u32 slot, __u32 sock) {
+        return (group_id * GRM_GEN_SLOTS + slot) * GRM_MAX_SOCKS_PER_GEN + sock;
+}
+
+/* Selects one of the sockets of a slot, spread by the packet's flow hash. On success stores the
+ * chosen index in *ret_index. */
+static __always_inline long select_in_slot(struct sk_reuseport_md *ctx, __u32 slot,
+                                           __u32 *ret_index) {
+        struct grm_slot *s;
+        __u32 nsocks, index;
+
+        if (slot >= GRM_GEN_SLOTS)
+                return -1;
+        s = bpf_map_lookup_elem(&slots, &slot);
+        if (!s || s->gen == 0)
+                return -1;
+        nsocks = s->nsocks;
+        if (nsocks == 0 || nsocks > GRM_MAX_SOCKS_PER_GEN)
+                return -1;
+
+        index = sock_index(slot, ctx->hash % nsocks);
+        *ret_index = index;
+        return bpf_sk_select_reuseport(ctx, &sockets, &index, 0);
+}
+
+/* Reads the remote address and port into key. Returns 0, or -1 if the packet is too short. */
+static __always_inline int read_remote(struct sk_reuseport_md *ctx, struct grm_flow_key *key) {
+        __u16 sport;
+
+        if (bpf_skb_load_bytes(ctx, 0, &sport, sizeof(sport)) < 0)
+                return -1;
+        key->port = sport;
+
+        if (ctx->eth_protocol == bpf_htons(ETH_P_IP)) {
+                /* saddr at offset 12 of the IPv4 header */
+                if (bpf_skb_load_bytes_relative(ctx, 12, &key->addr[3], 4, BPF_HDR_START_NET) < 0)
+                        return -1;
+                key->addr[0] = 0;
+                key->addr[1] = 0;
+                key->addr[2] = bpf_htonl(0x0000ffff);
+        } else if (ctx->eth_protocol == bpf_htons(ETH_P_IPV6)) {
+                /* saddr at offset 8 of the IPv6 header */
+                if (bpf_skb_load_bytes_relative(ctx, 8, key->addr, 16, BPF_HDR_START_NET) < 0)
+                        return -1;
+        } else
+                return -1;
+        return 0;
+}
+
+SEC("sk_reuseport")
+int grm_steer(struct sk_reuseport_md *ctx) {
+        struct grm_flow_key key = { .group = group_id };
+        struct grm_flow_value *flow, new_flow = {};
+        enum grm_stat verdict = GRM_STAT_FLOW_CREATED;
+        struct grm_config *cfg;
+        __u32 zero = 0, working, index = 0;
+        __u64 now;
+
+        cfg = bpf_map_lookup_elem(&config, &zero);
+        if (!cfg)
+                return finish(GRM_STAT_ERR_CONFIG, GRM_SLOT_NONE, SK_DROP);
+
+        working = cfg->working_slot;
+        if (working == GRM_SLOT_NONE) {
+                /* Nothing works yet: queue on the starting generation, which reads its sockets
+                 * once it is ready. With no generation at all, the kernel picks. */
+                __u32 pending = cfg->pending_slot;
+                if (pending != GRM_SLOT_NONE && select_in_slot(ctx, pending, &index) == 0)
+                        return finish(GRM_STAT_PENDING, pending, SK_PASS);
+                return finish(GRM_STAT_NO_GENERATION, GRM_SLOT_NONE, SK_PASS);
+        }
+
+        if (cfg->dissector == GRM_DISSECTOR_NONE) {
+                if (select_in_slot(ctx, working, &index) < 0)
+                        return finish(GRM_STAT_ERR_SELECT, GRM_SLOT_NONE, SK_DROP);
+                return finish(GRM_STAT_WORKING, working, SK_PASS);
+        }
+
+        if (read_remote(ctx, &key) < 0) {
+                if (select_in_slot(ctx, working, &index) < 0)
+                        return finish(GRM_STAT_ERR_SELECT, GRM_SLOT_NONE, SK_DROP);
+                return finish(GRM_STAT_ERR_PARSE, working, SK_PASS);
+        }
+
+        now = bpf_ktime_get_coarse_ns();
+        flow = bpf_map_lookup_elem(&flows, &key);
+        if (flow) {
+                __u32 owner = flow->index;
+                __u32 slot = (owner / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
+                __u64 last = flow->last_seen_ns;
+                struct grm_slot *s = bpf_map_lookup_elem(&slots, &slot);
+
+                if (now > last && now - last > cfg->flow_timeout_ns)
+                        verdict = GRM_STAT_FLOW_EXPIRED;
+                else if (!s || s->gen != flow->gen)
+                        verdict = GRM_STAT_FLOW_STALE;
+                else if (bpf_sk_select_reuseport(ctx, &sockets, &owner, 0) < 0)
+                        /* the owning socket was closed: its instance is gone */
+                        verdict = GRM_STAT_FLOW_STALE;
+                else {
+                        if (now > last && now - last >= GRM_FLOW_TOUCH_NS)
+                                flow->last_seen_ns = now;
+                        return finish(GRM_STAT_FLOW_EXISTING, slot, SK_PASS);
+                }
+        }
+
+        /* A new flow, or one that has to be treated as new: the working generation gets it. */
+        if (select_in_slot(ctx, working, &index) < 0)
+                return finish(GRM_STAT_ERR_SELECT, GRM_SLOT_NONE, SK_DROP);
+
+        new_flow.last_seen_ns = now;
+        new_flow.index = index;
+        {
+                struct grm_slot *s = bpf_map_lookup_elem(&slots, &working);
+                new_flow.gen = s ? s->gen : 0;
+        }
+        if (bpf_map_update_elem(&flows, &key, &new_flow, BPF_ANY) < 0)
+                verdict = GRM_STAT_ERR_FLOW_UPDATE;
+        return finish(verdict, working, SK_PASS);
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Parser for sd_notify() datagrams ("READY=1\nSTATUS=...\n"). Library code: does not log.
+ * Unknown assignments are counted and ignored (as systemd does), malformed ones are errors.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define NOTIFY_MESSAGE_MAX 4096U   /* bytes in one datagram; larger ones are rejected */
+#define NOTIFY_STATUS_MAX  1024U   /* bytes of a STATUS= value; longer values are rejected */
+
+typedef struct NotifyMessage {
+        bool ready;                   /* READY=1 */
+        bool stopping;                /* STOPPING=1 */
+        bool reloading;               /* RELOADING=1 */
+        char *status;                 /* STATUS= value, NULL if absent */
+        int errno_value;              /* ERRNO= value (1..4095), 0 if absent */
+        uint64_t extend_timeout_usec; /* EXTEND_TIMEOUT_USEC=, UINT64_MAX if absent */
+        pid_t main_pid;               /* MAINPID=, 0 if absent */
+        unsigned n_unknown;           /* assignments not understood (ignored) */
+} NotifyMessage;
+
+/**
+ * notify_message_parse() - parse one notify datagram.
+ * @buf: the datagram (not NUL-terminated)
+ * @len: its length
+ * @ret: filled on success; free with notify_message_done()
+ *
+ * Lines are "KEY=VALUE" separated by '\n'; empty lines are skipped. READY, STOPPING and
+ * RELOADING take "1" (other values are ignored like unknown keys).
+ * Return: 0; -EMSGSIZE if len > NOTIFY_MESSAGE_MAX or STATUS is too long; -EBADMSG for a NUL
+ * byte, a line without '=', an empty key, or an unparsable ERRNO/EXTEND_TIMEOUT_USEC/MAINPID;
+ * -ENOMEM.
+ */
+int notify_message_parse(const void *buf, size_t len, NotifyMessage *ret);
+void notify_message_done(NotifyMessage *m);

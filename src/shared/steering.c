@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Owns the steering program's BPF objects: one skeleton per reuseport group (each with its own
+ * read-only group_id) whose maps are all shared with the first skeleton, plus a userspace copy
+ * of the config entry, which only this file writes. See steering.h and bpf/steer-api.h.
+ */
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "macro.h"
+#include "steering.h"
+#include "steer.skel.h"
+
+#ifndef SO_ATTACH_REUSEPORT_EBPF
+#define SO_ATTACH_REUSEPORT_EBPF 52
+#endif
+
+struct Steering {
+        unsigned flow_table_size;
+        struct steer *skels[GRM_MAX_GROUPS]; /* skels[0] owns the shared maps */
+        unsigned n_groups;
+        struct grm_config config;            /* what the config map holds */
+        int n_cpus;
+};
+
+static const char *const stat_names[_GRM_STAT_MAX] = {
+        [GRM_STAT_WORKING] = "working",
+        [GRM_STAT_FLOW_EXISTING] = "flow_existing",
+        [GRM_STAT_FLOW_CREATED] = "flow_created",
+        [GRM_STAT_FLOW_EXPIRED] = "flow_expired",
+        [GRM_STAT_FLOW_STALE] = "flow_stale",
+        [GRM_STAT_PENDING] = "pending",
+        [GRM_STAT_NO_GENERATION] = "no_generation",
+        [GRM_STAT_ERR_PARSE] = "error_parse",
+        [GRM_STAT_ERR_FLOW_UPDATE] = "error_flow_update",
+        [GRM_STAT_ERR_SELECT] = "error_select",
+        [GRM_STAT_ERR_CONFIG] = "error_config",
+};
+
+const char *grm_stat_to_string(int stat) {
+        if (stat < 0 || stat >= _GRM_STAT_MAX)
+                return NULL;
+        return stat_names[stat];
+}
+
+int steering_new(unsigned flow_table_size, Steering **ret) {
+        Steering *s;
+        int n_cpus;
+
+        if (flow_table_size == 0 || !ret)
+                return -EINVAL;
+        n_cpus = libbpf_num_possible_cpus();
+        if (n_cpus <= 0)
+                return n_cpus < 0 ? n_cpus : -EIO;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->flow_table_size = flow_table_size;
+        s->n_cpus = n_cpus;
+        s->config = (struct grm_config) {
+                .working_slot = GRM_SLOT_NONE,
+                .pending_slot = GRM_SLOT_NONE,
+                .dissector = GRM_DISSECTOR_FLOW,
+                .flow_timeout_ns = 125 * NSEC_PER_SEC,
+        };
+        *ret = s;
+        return 0;
+}
+
+Steering *steering_free(Steering *s) {
+        if (!s)
+                return NULL;
+        for (unsigned i = 0; i < s->n_groups; i++)
+                steer__destroy(s->skels[i]);
+        free(s);
+        return NULL;
+}
+
+unsigned steering_n_groups(const Steering *s) {
+        return s->n_groups;
+}
+
+static int write_config(Steering *s) {
+        __u32 zero = 0;
+
+        if (s->n_groups == 0)
+                return 0; /* written when the maps are created */
+        if (bpf_map_update_elem(bpf_map__fd(s->skels[0]->maps.config), &zero, &s->config, BPF_ANY) < 0)
+                return negative_errno();
+        return 0;
+}
+
+int steering_add_group(Steering *s, int fd, unsigned *ret_group) {
+        struct steer *skel;
+        struct bpf_map *map;
+        int r, prog_fd;
+
+        if (s->n_groups >= GRM_MAX_GROUPS)
+                return -E2BIG;
+
+        skel = steer__open();
+        if (!skel)
+                return negative_errno();
+
+        skel->rodata->group_id = s->n_groups;
+        if (s->n_groups == 0) {
+                r = bpf_map__set_max_entries(skel->maps.flows, s->flow_table_size);
+                if (r < 0)
+                        goto fail;
+        } else {
+                /* Every map but the per-instance .rodata is shared with the first instance. */
+                bpf_object__for_each_map(map, skel->obj) {
+                        const struct bpf_map *shared;
+
+                        if (bpf_map__is_internal(map))
+                                continue;
+                        shared = bpf_object__find_map_by_name(s->skels[0]->obj, bpf_map__name(map));
+                        if (!shared) {
+                                r = -ENOENT;
+                                goto fail;
+                        }
+                        r = bpf_map__reuse_fd(map, bpf_map__fd(shared));
+                        if (r < 0)
+                                goto fail;
+                }
+        }
+
+        r = steer__load(skel);
+        if (r < 0)
+                goto fail;
+
+        prog_fd = bpf_program__fd(skel->progs.grm_steer);
+        if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd, sizeof(prog_fd)) < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+
+        s->skels[s->n_groups] = skel;
+        if (ret_group)
+                *ret_group = s->n_groups;
+        s->n_groups++;
+        if (s->n_groups == 1) {
+                r = write_config(s);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+
+fail:
+        steer__destroy(skel);
+        return r;
+}
+
+int steering_set_settings(Steering *s, int dissector, uint64_t flow_timeout_usec) {
+        if (dissector < 0 || dissector >= _GRM_DISSECTOR_MAX || flow_timeout_usec == 0)
+                return -EINVAL;
+        s->config.dissector = dissector;
+        s->config.flow_timeout_ns = flow_timeout_usec > UINT64_MAX / NSEC_PER_USEC
+                                            ? UINT64_MAX
+                                            : flow_timeout_usec * NSEC_PER_USEC;
+        return write_config(s);
+}
+
+static uint32_t sock_index(unsigned group, unsigned slot, unsigned sock) {
+        return (group * GRM_GEN_SLOTS + slot) * GRM_MAX_SOCKS_PER_GEN + sock;
+}
+
+int steering_register_socket(Steering *s, unsigned group, unsigned slot, unsigned sock, int fd) {
+        uint32_t index;
+        uint64_t value = (uint64_t) fd;
+
+        if (group >= s->n_groups || slot >= GRM_GEN_SLOTS || sock >= GRM_MAX_SOCKS_PER_GEN || fd < 0)
+                return -EINVAL;
+        index = sock_index(group, slot, sock);
+        if (bpf_map_update_elem(bpf_map__fd(s->skels[0]->maps.sockets), &index, &value, BPF_ANY) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int zero_percpu(Steering *s, int fd, uint32_t key) {
+        _cleanup_free_ uint64_t *values = calloc(s->n_cpus, sizeof(uint64_t));
+
+        if (!values)
+                return -ENOMEM;
+        if (bpf_map_update_elem(fd, &key, values, BPF_ANY) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int sum_percpu(Steering *s, int fd, uint32_t key, uint64_t *ret) {
+        _cleanup_free_ uint64_t *values = calloc(s->n_cpus, sizeof(uint64_t));
+        uint64_t sum = 0;
+
+        if (!values)
+                return -ENOMEM;
+        if (bpf_map_lookup_elem(fd, &key, values) < 0)
+                return negative_errno();
+        for (int i = 0; i < s->n_cpus; i++)
+                sum += values[i];
+        *ret = sum;
+        return 0;
+}
+
+int steering_slot_activate(Steering *s, unsigned slot, uint32_t gen, unsigned nsocks) {
+        struct grm_slot value = { .gen = gen, .nsocks = nsocks };
+        int r;
+
+        if (slot >= GRM_GEN_SLOTS || gen == 0 || nsocks == 0 || nsocks > GRM_MAX_SOCKS_PER_GEN)
+                return -EINVAL;
+        if (s->n_groups == 0)
+                return -ENOENT;
+        r = zero_percpu(s, bpf_map__fd(s->skels[0]->maps.slot_packets), slot);
+        if (r < 0)
+                return r;
+        if (bpf_map_update_elem(bpf_map__fd(s->skels[0]->maps.slots), &slot, &value, BPF_ANY) < 0)
+                return negative_errno();
+        return 0;
+}
+
+int steering_slot_release(Steering *s, unsigned slot) {
+        struct grm_slot value = {};
+        int r = 0, sockets_fd;
+
+        if (slot >= GRM_GEN_SLOTS)
+                return -EINVAL;
+        if (s->n_groups == 0)
+                return 0;
+
+        if (s->config.working_slot == slot || s->config.pending_slot == slot) {
+                if (s->config.working_slot == slot)
+                        s->config.working_slot = GRM_SLOT_NONE;
+                if (s->config.pending_slot == slot)
+                        s->config.pending_slot = GRM_SLOT_NONE;
+                r = write_config(s);
+        }
+
+        if (bpf_map_update_elem(bpf_map__fd(s->skels[0]->maps.slots), &slot, &value, BPF_ANY) < 0 && r == 0)
+                r = negative_errno();
+
+        sockets_fd = bpf_map__fd(s->skels[0]->maps.sockets);
+        for (unsigned g = 0; g < s->n_groups; g++)
+                for (unsigned i = 0; i < GRM_MAX_SOCKS_PER_GEN; i++) {
+                        uint32_t index = sock_index(g, slot, i);
+                        if (bpf_map_delete_elem(sockets_fd, &index) < 0 && errno != ENOENT && r == 0)
+                                r = negative_errno();
+                }
+        return r;
+}
+
+int steering_set_working(Steering *s, uint32_t working_slot, uint32_t pending_slot) {
+        struct grm_config old = s->config;
+        int r;
+
+        if ((working_slot != GRM_SLOT_NONE && working_slot >= GRM_GEN_SLOTS) ||
+            (pending_slot != GRM_SLOT_NONE && pending_slot >= GRM_GEN_SLOTS))
+                return -EINVAL;
+        s->config.working_slot = working_slot;
+        s->config.pending_slot = pending_slot;
+        r = write_config(s);
+        if (r < 0)
+                s->config = old;
+        return r;
+}
+
+int steering_get_stats(Steering *s, uint64_t ret[_GRM_STAT_MAX]) {
+        int r;
+
+        memset(ret, 0, sizeof(uint64_t) * _GRM_STAT_MAX);
+        if (s->n_groups == 0)
+                return 0;
+        for (uint32_t i = 0; i < _GRM_STAT_MAX; i++) {
+                r = sum_percpu(s, bpf_map__fd(s->skels[0]->maps.stats), i, &ret[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int steering_get_slot_packets(Steering *s, unsigned slot, uint64_t *ret) {
+        if (slot >= GRM_GEN_SLOTS)
+                return -EINVAL;
+        *ret = 0;
+        if (s->n_groups == 0)
+                return 0;
+        return sum_percpu(s, bpf_map__fd(s->skels[0]->maps.slot_packets), slot, ret);
+}
+
+int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total) {
+        enum { BATCH = 1024 };
+        _cleanup_free_ struct grm_flow_key *keys = NULL;
+        _cleanup_free_ struct grm_flow_value *values = NULL;
+        struct timespec ts;
+        uint64_t now_ns, total = 0, timeout = s->config.flow_timeout_ns;
+        uint32_t out_batch = 0;
+        bool first = true;
+        int fd;
+
+        for (unsigned g = 0; g < s->n_groups; g++)
+                ret_counts[g] = 0;
+        if (ret_total)
+                *ret_total = 0;
+        if (s->n_groups == 0)
+                return 0;
+
+        keys = calloc(BATCH, sizeof(*keys));
+        values = calloc(BATCH, sizeof(*values));
+        if (!keys || !values)
+                return -ENOMEM;
+
+        /* The program stamps entries with bpf_ktime_get_coarse_ns(), i.e. CLOCK_MONOTONIC_COARSE. */
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        now_ns = (uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
+
+        fd = bpf_map__fd(s->skels[0]->maps.flows);
+        for (;;) {
+                __u32 count = BATCH;
+                int r;
+
+                r = bpf_map_lookup_batch(fd, first ? NULL : &out_batch, &out_batch, keys, values,
+                                         &count, NULL);
+                if (r < 0 && errno != ENOENT)
+                        return negative_errno();
+                for (__u32 i = 0; i < count; i++) {
+                        bool live = now_ns <= values[i].last_seen_ns ||
+                                    now_ns - values[i].last_seen_ns <= timeout;
+                        total++;
+                        if (live && keys[i].group < s->n_groups)
+                                ret_counts[keys[i].group]++;
+                }
+                if (r < 0) /* ENOENT: that was the last batch */
+                        break;
+                first = false;
+        }
+        if (ret_total)
+                *ret_total = total;
+        return 0;
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The userspace side of the steering program: loads bpf/steer.bpf.c (one program instance per
+ * reuseport group, all sharing one set of maps), attaches it to each group and writes the maps.
+ * steering.c is the only file that includes the generated skeleton. Library code: does not log.
+ *
+ * Slots: a generation occupies one slot (0..GRM_GEN_SLOTS-1) in every group, with the same
+ * number of sockets in each. The caller chooses slots; a slot is reused only after
+ * steering_slot_release().
+ */
+#pragma once
+
+#include <linux/types.h>
+#include <stdint.h>
+
+#include "steer-api.h"
+
+typedef struct Steering Steering;
+
+/**
+ * steering_new() - prepare an empty steering object; BPF is loaded with the first group.
+ * @flow_table_size: entries in the flow table (fixed for the lifetime of the object)
+ * @ret: the new object
+ * Return: 0, -EINVAL for a size of 0, -ENOMEM.
+ */
+int steering_new(unsigned flow_table_size, Steering **ret);
+Steering *steering_free(Steering *s);
+static inline void steering_freep(Steering **s) {
+        steering_free(*s);
+}
+
+/**
+ * steering_add_group() - load a program instance for a new group and attach it.
+ * @fd: a bound SO_REUSEPORT UDP socket of the group (not taken over; the caller keeps it open)
+ * @ret_group: the group's index, used in later calls
+ * Return: 0; -E2BIG past GRM_MAX_GROUPS; -errno from loading or SO_ATTACH_REUSEPORT_EBPF.
+ */
+int steering_add_group(Steering *s, int fd, unsigned *ret_group);
+unsigned steering_n_groups(const Steering *s);
+
+/* Dissector (enum grm_dissector) and flow timeout; applied at once to every group. */
+int steering_set_settings(Steering *s, int dissector, uint64_t flow_timeout_usec);
+
+/**
+ * steering_register_socket() - put a generation's socket in the socket array.
+ * @fd: bound to the group's address with SO_REUSEPORT (so already a member of the group); the
+ *      array holds no reference: when the socket is closed it leaves the array by itself.
+ */
+int steering_register_socket(Steering *s, unsigned group, unsigned slot, unsigned sock, int fd);
+
+/* Marks a slot as holding generation gen with nsocks sockets per group, and zeroes its packet
+ * counter. Call after registering its sockets, before making it pending or working. */
+int steering_slot_activate(Steering *s, unsigned slot, uint32_t gen, unsigned nsocks);
+
+/* Frees a slot: its sockets leave the array, flows that pointed at it become stale, and it
+ * stops being working or pending. */
+int steering_slot_release(Steering *s, unsigned slot);
+
+/**
+ * steering_set_working() - one map update that says which slot gets new flows.
+ * @working_slot: slot of the working generation, or GRM_SLOT_NONE
+ * @pending_slot: slot of the starting generation that queues packets while nothing works, or
+ *                GRM_SLOT_NONE
+ */
+int steering_set_working(Steering *s, uint32_t working_slot, uint32_t pending_slot);
+
+/* Verdict counters summed over CPUs. */
+int steering_get_stats(Steering *s, uint64_t ret[_GRM_STAT_MAX]);
+/* Packets steered to a slot since steering_slot_activate(), summed over CPUs. */
+int steering_get_slot_packets(Steering *s, unsigned slot, uint64_t *ret);
+/* Flow entries per group that are not expired (ret_counts has steering_n_groups() elements),
+ * and the total number of entries in the table. Walks the table: for status, not hot paths. */
+int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total);
+
+const char *grm_stat_to_string(int stat);
