@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * grmctl: the operator's and config management's client of grmd's control socket. One
+ * function per verb; the verb table is also the help. Exit codes are the GrmOutcome values
+ * (documented in --help and docs/PROTOCOL.md).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "config.h"
+#include "ctl-protocol.h"
+#include "macro.h"
+
+static const char *arg_socket = NULL;
+static bool arg_json = false;
+static uint64_t arg_timeout_usec = 0; /* 0: grmd's start timeout */
+
+typedef struct Verb {
+        const char *name;
+        int (*run)(int argc, char *argv[]);
+        const char *help;
+} Verb;
+
+static int verb_restart(int argc, char *argv[]);
+static int verb_status(int argc, char *argv[]);
+
+static const Verb verbs[] = {
+        { "restart", verb_restart, "start a new generation, wait until it works or fails" },
+        { "status", verb_status, "show groups, generations and counters" },
+};
+
+static void help(void) {
+        printf("Usage: grmctl [OPTIONS] VERB\n\n"
+               "Control grmd, the UDP zero-downtime restart supervisor.\n\n"
+               "Verbs:\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                printf("  %-10s %s\n", verbs[i].name, verbs[i].help);
+        printf("\nOptions:\n"
+               "  -s --socket PATH   grmd's control socket (default $GRM_SOCKET, else\n"
+               "                     $RUNTIME_DIRECTORY/grmd.sock)\n"
+               "  -t --timeout SEC   restart: time the new instance has to become ready\n"
+               "                     (default: grmd's --start-timeout)\n"
+               "  -j --json          machine-readable output\n"
+               "  -h --help          show this help\n"
+               "     --version       show the version\n\n"
+               "Exit codes:\n"
+               "  0  done: the new generation is working\n"
+               "  1  internal error\n"
+               "  2  usage error\n"
+               "  3  grmd unreachable, or permission denied\n"
+               "  4  configuration or --exec-check rejected; nothing changed\n"
+               "  5  new instance failed before it was ready; rolled back\n"
+               "  6  new instance not ready in time; rolled back\n"
+               "  7  another restart is in progress\n");
+}
+
+static void json_string(FILE *f, const char *s) {
+        fputc('"', f);
+        for (const unsigned char *p = (const unsigned char *) strempty(s); *p; p++) {
+                if (*p == '"' || *p == '\\')
+                        fprintf(f, "\\%c", *p);
+                else if (*p < 0x20 || *p == 0x7f)
+                        fprintf(f, "\\u%04x", *p);
+                else
+                        fputc(*p, f);
+        }
+        fputc('"', f);
+}
+
+/* A value that is all digits is written as a number, anything else as a string. */
+static void json_value(FILE *f, const char *v) {
+        bool numeric = v && *v && strlen(v) < 20;
+        for (const char *p = v; numeric && *p; p++)
+                numeric = *p >= '0' && *p <= '9';
+        if (numeric && !(v[0] == '0' && v[1]))
+                fputs(v, f);
+        else
+                json_string(f, v);
+}
+
+static void json_record(FILE *f, const CtlRecord *r, const char *skip) {
+        bool first = true;
+
+        fputc('{', f);
+        for (size_t i = 0; i < r->n_fields; i++) {
+                if (skip && streq(r->fields[i].key, skip))
+                        continue;
+                if (!first)
+                        fputc(',', f);
+                first = false;
+                json_string(f, r->fields[i].key);
+                fputc(':', f);
+                json_value(f, r->fields[i].value);
+        }
+        fputc('}', f);
+}
+
+static int connect_grmd(int *ret_fd) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_free_ char *derived = NULL;
+        const char *path = arg_socket;
+
+        if (!path)
+                path = getenv("GRM_SOCKET");
+        if (!path) {
+                const char *rt = getenv("RUNTIME_DIRECTORY");
+                if (!rt || !*rt) {
+                        fprintf(stderr, "grmctl: no control socket: give --socket PATH (or set $GRM_SOCKET).\n");
+                        return GRM_OUTCOME_USAGE;
+                }
+                if (asprintf(&derived, "%.*s/grmd.sock", (int) strcspn(rt, ":"), rt) < 0)
+                        return GRM_OUTCOME_INTERNAL;
+                path = derived;
+        }
+        if (strlen(path) >= sizeof(sa.sun_path)) {
+                fprintf(stderr, "grmctl: socket path too long: %s\n", path);
+                return GRM_OUTCOME_USAGE;
+        }
+        strcpy(sa.sun_path, path);
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                fprintf(stderr, "grmctl: socket: %s\n", strerror(errno));
+                return GRM_OUTCOME_INTERNAL;
+        }
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                fprintf(stderr, "grmctl: cannot reach grmd at %s: %s\n", path, strerror(errno));
+                return GRM_OUTCOME_UNREACHABLE;
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int send_request(int fd, const char *verb) {
+        _cleanup_free_ char *buf = NULL;
+        CtlWriter w;
+        size_t len;
+        int r;
+
+        ctl_writer_init(&w);
+        ctl_writer_record(&w, "request");
+        ctl_writer_add_u64(&w, "version", GRM_CTL_PROTOCOL_VERSION);
+        ctl_writer_add(&w, "verb", verb);
+        if (arg_timeout_usec > 0 && streq(verb, "restart"))
+                ctl_writer_add_u64(&w, "timeout_usec", arg_timeout_usec);
+        r = ctl_writer_finish(&w, &buf, &len);
+        ctl_writer_done(&w);
+        if (r < 0)
+                return r;
+        if (send(fd, buf, len, MSG_NOSIGNAL) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* Receives one message; -ECONNRESET when grmd closed the connection. timeout_ms < 0: wait. */
+static int receive_message(int fd, int timeout_ms, CtlMessage **ret) {
+        _cleanup_free_ char *buf = malloc(GRM_CTL_MESSAGE_MAX + 1);
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        ssize_t n;
+        int r;
+
+        if (!buf)
+                return -ENOMEM;
+        r = poll(&p, 1, timeout_ms);
+        if (r < 0)
+                return negative_errno();
+        if (r == 0)
+                return -ETIMEDOUT;
+        n = recv(fd, buf, GRM_CTL_MESSAGE_MAX + 1, MSG_TRUNC);
+        if (n < 0)
+                return errno == ECONNRESET ? -ECONNRESET : negative_errno();
+        if (n == 0)
+                return -ECONNRESET;
+        if ((size_t) n > GRM_CTL_MESSAGE_MAX)
+                return -EMSGSIZE;
+        return ctl_message_parse(buf, (size_t) n, GRM_CTL_MESSAGE_MAX, ret);
+}
+
+static int outcome_of(const CtlRecord *r) {
+        uint64_t code;
+
+        if (ctl_record_get_u64(r, "code", &code) < 0 || code >= _GRM_OUTCOME_MAX)
+                return GRM_OUTCOME_INTERNAL;
+        return (int) code;
+}
+
+static int verb_restart(int argc, char *argv[]) {
+        _cleanup_close_ int fd = -EBADF;
+        int r, timeout_ms = -1;
+        bool first_step = true;
+
+        if (argc > 1) {
+                fprintf(stderr, "grmctl: restart takes no arguments.\n");
+                return GRM_OUTCOME_USAGE;
+        }
+        r = connect_grmd(&fd);
+        if (r != 0)
+                return r;
+        r = send_request(fd, "restart");
+        if (r < 0) {
+                fprintf(stderr, "grmctl: failed to send request: %s\n", strerror(-r));
+                return GRM_OUTCOME_UNREACHABLE;
+        }
+        /* grmd always answers (its start timeout bounds a restart); with --timeout we also
+         * stop waiting a little after that, in case grmd itself is stuck. */
+        if (arg_timeout_usec > 0)
+                timeout_ms = (int) (arg_timeout_usec / 1000 + 30000);
+
+        if (arg_json)
+                printf("{\"steps\":[");
+        for (;;) {
+                _cleanup_(ctl_message_freep) CtlMessage *msg = NULL;
+                const CtlRecord *rec;
+
+                r = receive_message(fd, timeout_ms, &msg);
+                if (r == -ETIMEDOUT) {
+                        fprintf(stderr, "grmctl: no answer from grmd in time.\n");
+                        return GRM_OUTCOME_INTERNAL;
+                }
+                if (r < 0) {
+                        if (arg_json)
+                                printf("]}\n");
+                        fprintf(stderr, "grmctl: grmd closed the connection without a result%s%s\n",
+                                r == -ECONNRESET ? "" : ": ", r == -ECONNRESET ? "." : strerror(-r));
+                        return GRM_OUTCOME_INTERNAL;
+                }
+                if ((rec = ctl_message_find(msg, "progress"))) {
+                        if (arg_json) {
+                                if (!first_step)
+                                        putchar(',');
+                                json_record(stdout, rec, NULL);
+                        } else {
+                                uint64_t us = 0;
+                                (void) ctl_record_get_u64(rec, "elapsed_usec", &us);
+                                printf("[%4" PRIu64 ".%03" PRIu64 "s] %s: %s\n", us / 1000000, (us / 1000) % 1000,
+                                       strempty(ctl_record_get(rec, "step")),
+                                       strempty(ctl_record_get(rec, "message")));
+                        }
+                        first_step = false;
+                        fflush(stdout);
+                        continue;
+                }
+                rec = ctl_message_find(msg, "result");
+                if (!rec)
+                        rec = ctl_message_find(msg, "error");
+                if (!rec) {
+                        fprintf(stderr, "grmctl: unexpected message from grmd.\n");
+                        return GRM_OUTCOME_INTERNAL;
+                }
+                r = outcome_of(rec);
+                if (arg_json) {
+                        printf("],\"result\":");
+                        json_record(stdout, rec, NULL);
+                        printf("}\n");
+                } else if (r == GRM_OUTCOME_DONE) {
+                        uint64_t ready = 0;
+                        (void) ctl_record_get_u64(rec, "ready_usec", &ready);
+                        printf("restarted: generation %s (pid %s) working, ready after %" PRIu64 ".%03" PRIu64 " s\n",
+                               strempty(ctl_record_get(rec, "generation")), strempty(ctl_record_get(rec, "pid")),
+                               ready / 1000000, (ready / 1000) % 1000);
+                } else
+                        fprintf(stderr, "grmctl: restart %s: %s\n", grm_outcome_to_string(r),
+                                strempty(ctl_record_get(rec, "message")));
+                return r;
+        }
+}
+
+static void print_duration(uint64_t usec) {
+        if (usec >= 3600 * USEC_PER_SEC)
+                printf("%" PRIu64 "h%02" PRIu64 "m", usec / (3600 * USEC_PER_SEC), usec / (60 * USEC_PER_SEC) % 60);
+        else if (usec >= 60 * USEC_PER_SEC)
+                printf("%" PRIu64 "m%02" PRIu64 "s", usec / (60 * USEC_PER_SEC), usec / USEC_PER_SEC % 60);
+        else
+                printf("%" PRIu64 ".%01" PRIu64 "s", usec / USEC_PER_SEC, usec / 100000 % 10);
+}
+
+static int verb_status(int argc, char *argv[]) {
+        _cleanup_(ctl_message_freep) CtlMessage *msg = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        const CtlRecord *st;
+        int r;
+
+        if (argc > 1) {
+                fprintf(stderr, "grmctl: status takes no arguments.\n");
+                return GRM_OUTCOME_USAGE;
+        }
+        r = connect_grmd(&fd);
+        if (r != 0)
+                return r;
+        r = send_request(fd, "status");
+        if (r >= 0)
+                r = receive_message(fd, 10000, &msg);
+        if (r < 0) {
+                fprintf(stderr, "grmctl: no status from grmd: %s\n", strerror(-r));
+                return GRM_OUTCOME_UNREACHABLE;
+        }
+        st = ctl_message_find(msg, "status");
+        if (!st) {
+                const CtlRecord *e = ctl_message_find(msg, "error");
+                fprintf(stderr, "grmctl: %s\n", e ? strempty(ctl_record_get(e, "message")) : "unexpected reply");
+                return e ? outcome_of(e) : GRM_OUTCOME_INTERNAL;
+        }
+
+        if (arg_json) {
+                static const char *const lists[][2] = {
+                        { "group", "groups" }, { "generation", "generations" },
+                };
+                printf("{\"grmd\":");
+                json_record(stdout, st, NULL);
+                for (size_t l = 0; l < ELEMENTSOF(lists); l++) {
+                        bool first = true;
+                        printf(",\"%s\":[", lists[l][1]);
+                        for (size_t i = 0; i < msg->n_records; i++)
+                                if (streq(msg->records[i].type, lists[l][0])) {
+                                        if (!first)
+                                                putchar(',');
+                                        first = false;
+                                        json_record(stdout, &msg->records[i], NULL);
+                                }
+                        putchar(']');
+                }
+                printf(",\"counters\":{");
+                bool first = true;
+                for (size_t i = 0; i < msg->n_records; i++)
+                        if (streq(msg->records[i].type, "counter")) {
+                                if (!first)
+                                        putchar(',');
+                                first = false;
+                                json_string(stdout, ctl_record_get(&msg->records[i], "name"));
+                                putchar(':');
+                                json_value(stdout, ctl_record_get(&msg->records[i], "value"));
+                        }
+                printf("}}\n");
+                return 0;
+        }
+
+        uint64_t up = 0;
+        (void) ctl_record_get_u64(st, "uptime_usec", &up);
+        printf("grmd pid %s, up ", strempty(ctl_record_get(st, "pid")));
+        print_duration(up);
+        printf(", working generation %s, restart %s%s\n", strempty(ctl_record_get(st, "working")),
+               strempty(ctl_record_get(st, "restart")),
+               streq_ptr(ctl_record_get(st, "stopping"), "yes") ? ", stopping" : "");
+        printf("restarts: %s done, %s failed; flow table %s/%s entries\n",
+               strempty(ctl_record_get(st, "restarts_done")), strempty(ctl_record_get(st, "restarts_failed")),
+               strempty(ctl_record_get(st, "flow_entries")), strempty(ctl_record_get(st, "flow_table_size")));
+        printf("\n%-5s %-32s %-10s %-9s %s\n", "GROUP", "ADDRESS", "NAME", "DISSECTOR", "FLOWS");
+        for (size_t i = 0; i < msg->n_records; i++) {
+                const CtlRecord *g = &msg->records[i];
+                if (!streq(g->type, "group"))
+                        continue;
+                printf("%-5s %-32s %-10s %-9s %s\n", strempty(ctl_record_get(g, "index")),
+                       strempty(ctl_record_get(g, "address")), strempty(ctl_record_get(g, "name")),
+                       strempty(ctl_record_get(g, "dissector")), strempty(ctl_record_get(g, "flows")));
+        }
+        printf("\n%-5s %-9s %-8s %-7s %-8s %-12s %-8s %s\n", "GEN", "STATE", "PID", "SOCKETS", "AGE",
+               "PACKETS", "DRAIN", "NOTE");
+        for (size_t i = 0; i < msg->n_records; i++) {
+                const CtlRecord *g = &msg->records[i];
+                uint64_t age = 0, deadline;
+                const char *note;
+                if (!streq(g->type, "generation"))
+                        continue;
+                (void) ctl_record_get_u64(g, "age_usec", &age);
+                printf("%-5s %-9s %-8s %-7s ", strempty(ctl_record_get(g, "generation")),
+                       strempty(ctl_record_get(g, "state")), strempty(ctl_record_get(g, "pid")),
+                       strempty(ctl_record_get(g, "sockets")));
+                print_duration(age);
+                printf("%*s%-12s ", age >= 60 * USEC_PER_SEC ? 3 : 4, "", strempty(ctl_record_get(g, "packets")));
+                if (ctl_record_get_u64(g, "drain_deadline_usec", &deadline) == 0) {
+                        print_duration(deadline);
+                        printf("    ");
+                } else
+                        printf("%-8s ", "-");
+                note = ctl_record_get(g, "failure");
+                if (!note)
+                        note = ctl_record_get(g, "status");
+                printf("%s\n", strempty(note));
+        }
+        printf("\nCOUNTERS");
+        for (size_t i = 0; i < msg->n_records; i++)
+                if (streq(msg->records[i].type, "counter"))
+                        printf(" %s=%s", strempty(ctl_record_get(&msg->records[i], "name")),
+                               strempty(ctl_record_get(&msg->records[i], "value")));
+        printf("\n");
+        return 0;
+}
+
+static const struct option options[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { "socket", required_argument, NULL, 's' },
+        { "timeout", required_argument, NULL, 't' },
+        { "json", no_argument, NULL, 'j' },
+        {}
+};
+
+/* Options may come before or after the verb ("grmctl restart --timeout 5"). Returns -1 to go
+ * on, or an exit code. */
+static int parse_options(int argc, char *argv[]) {
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "+hs:t:j", options, NULL)) >= 0) {
+                switch (opt) {
+                case 'h':
+                        help();
+                        return 0;
+                case 'V':
+                        printf("grmctl %s\n", GRM_VERSION);
+                        return 0;
+                case 's':
+                        arg_socket = optarg;
+                        break;
+                case 't':
+                        r = parse_sec(optarg, &arg_timeout_usec);
+                        if (r < 0 || arg_timeout_usec == 0 || arg_timeout_usec == UINT64_MAX) {
+                                fprintf(stderr, "grmctl: invalid --timeout '%s' (a positive time span).\n", optarg);
+                                return GRM_OUTCOME_USAGE;
+                        }
+                        break;
+                case 'j':
+                        arg_json = true;
+                        break;
+                default:
+                        return GRM_OUTCOME_USAGE;
+                }
+        }
+        return -1;
+}
+
+int main(int argc, char *argv[]) {
+        int r;
+
+        r = parse_options(argc, argv);
+        if (r >= 0)
+                return r;
+        if (optind >= argc) {
+                fprintf(stderr, "grmctl: missing verb (see grmctl --help).\n");
+                return GRM_OUTCOME_USAGE;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(argv[optind], verbs[i].name)) {
+                        int vargc = argc - optind;
+                        char **vargv = argv + optind;
+
+                        optind = 0; /* re-initialise getopt for the verb's arguments */
+                        r = parse_options(vargc, vargv);
+                        if (r >= 0)
+                                return r;
+                        return verbs[i].run(vargc - optind + 1, vargv + optind - 1);
+                }
+        fprintf(stderr, "grmctl: unknown verb '%s' (see grmctl --help).\n", argv[optind]);
+        return GRM_OUTCOME_USAGE;
+}

@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control socket (docs/PROTOCOL.md): a SOCK_SEQPACKET Unix socket, mode 0600, that accepts
+ * only root and grmd's own uid. Each connection sends one request; "restart" connections then
+ * get progress messages and one result, "status" connections one reply. A connection that sends
+ * nothing in time, too much, or garbage gets an error reply and is closed; grmd carries on.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+
+#define CTL_CONNECTIONS_MAX 64
+#define CTL_REQUEST_TIMEOUT_USEC (10 * USEC_PER_SEC)
+
+struct CtlConnection {
+        Manager *manager;
+        int fd;
+        uid_t uid;
+        pid_t pid;
+        sd_event_source *io;
+        sd_event_source *timer;
+        bool restart;             /* the requester of m->restart */
+        CtlConnection *next;
+};
+
+static void connection_free(CtlConnection *c) {
+        Manager *m;
+
+        if (!c)
+                return;
+        m = c->manager;
+        for (CtlConnection **p = &m->connections; *p; p = &(*p)->next)
+                if (*p == c) {
+                        *p = c->next;
+                        m->n_connections--;
+                        break;
+                }
+        if (c->restart && m->restart && m->restart->requester == c)
+                m->restart->requester = NULL;
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->timer);
+        safe_close(c->fd);
+        free(c);
+}
+
+void ctl_connection_detach_restart(CtlConnection *c) {
+        if (c)
+                c->restart = false;
+}
+
+/* Sends one message; a peer that cannot take it (gone, or not reading) loses it. */
+static int send_message(int fd, CtlWriter *w) {
+        _cleanup_free_ char *buf = NULL;
+        size_t len;
+        int r;
+
+        r = ctl_writer_finish(w, &buf, &len);
+        if (r < 0)
+                return r;
+        if (send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static void reply_error(CtlConnection *c, GrmOutcome code, const char *message) {
+        CtlWriter w;
+
+        ctl_writer_init(&w);
+        ctl_writer_record(&w, "error");
+        ctl_writer_add_u64(&w, "version", GRM_CTL_PROTOCOL_VERSION);
+        ctl_writer_add(&w, "outcome", grm_outcome_to_string(code));
+        ctl_writer_add_u64(&w, "code", code);
+        ctl_writer_add(&w, "message", message);
+        (void) send_message(c->fd, &w);
+        ctl_writer_done(&w);
+}
+
+void ctl_connection_progress(CtlConnection *c, const char *step, const char *fmt, ...) {
+        char message[512];
+        CtlWriter w;
+        va_list ap;
+
+        if (!c)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof(message), fmt, ap);
+        va_end(ap);
+
+        ctl_writer_init(&w);
+        ctl_writer_record(&w, "progress");
+        ctl_writer_add(&w, "step", step);
+        ctl_writer_add_u64(&w, "elapsed_usec",
+                           c->manager->restart ? now_usec() - c->manager->restart->started_usec : 0);
+        ctl_writer_add(&w, "message", message);
+        (void) send_message(c->fd, &w);
+        ctl_writer_done(&w);
+}
+
+void ctl_connection_result(CtlConnection *c, GrmOutcome outcome, Generation *g, const char *message) {
+        Manager *m;
+        CtlWriter w;
+
+        if (!c)
+                return;
+        m = c->manager;
+        ctl_writer_init(&w);
+        ctl_writer_record(&w, "result");
+        ctl_writer_add_u64(&w, "version", GRM_CTL_PROTOCOL_VERSION);
+        ctl_writer_add(&w, "outcome", grm_outcome_to_string(outcome));
+        ctl_writer_add_u64(&w, "code", outcome);
+        ctl_writer_add(&w, "message", message);
+        if (g && outcome != GRM_OUTCOME_BUSY) {
+                ctl_writer_add_u64(&w, "generation", g->gen);
+                ctl_writer_add_u64(&w, "pid", (uint64_t) g->pid);
+                if (g->ready_usec)
+                        ctl_writer_add_u64(&w, "ready_usec", g->ready_usec - g->spawned_usec);
+                if (g->flipped_usec)
+                        ctl_writer_add_u64(&w, "flip_usec", g->flipped_usec - g->ready_seen_usec);
+        }
+        if (m->restart)
+                ctl_writer_add_u64(&w, "elapsed_usec", now_usec() - m->restart->started_usec);
+        (void) send_message(c->fd, &w);
+        ctl_writer_done(&w);
+        connection_free(c);
+}
+
+static void add_generation(CtlWriter *w, Manager *m, Generation *g, uint64_t now) {
+        ctl_writer_record(w, "generation");
+        ctl_writer_add_u64(w, "generation", g->gen);
+        ctl_writer_add(w, "state", gen_state_to_string(g->state));
+        ctl_writer_add_u64(w, "pid", (uint64_t) g->pid);
+        ctl_writer_add_u64(w, "sockets", g->n_fds);
+        ctl_writer_add_u64(w, "age_usec", now - g->spawned_usec);
+        ctl_writer_add_u64(w, "packets", generation_packets(g));
+        if (g->ready_usec)
+                ctl_writer_add_u64(w, "ready_usec", g->ready_usec - g->spawned_usec);
+        if (g->state == GEN_DRAINING && g->drain_deadline_usec != USEC_INFINITY)
+                ctl_writer_add_u64(w, "drain_deadline_usec",
+                                   g->drain_deadline_usec > now ? g->drain_deadline_usec - now : 0);
+        if (g->status)
+                ctl_writer_add(w, "status", g->status);
+        if (g->failure)
+                ctl_writer_add(w, "failure", g->failure);
+}
+
+static void reply_status(CtlConnection *c) {
+        Manager *m = c->manager;
+        uint64_t stats[_GRM_STAT_MAX], flows[GRM_MAX_GROUPS], total = 0, now = now_usec();
+        bool have_flows;
+        CtlWriter w;
+        int r;
+
+        have_flows = steering_count_flows(m->steering, flows, &total) >= 0;
+        if (steering_get_stats(m->steering, stats) < 0)
+                memset(stats, 0, sizeof(stats));
+
+        ctl_writer_init(&w);
+        ctl_writer_record(&w, "status");
+        ctl_writer_add_u64(&w, "version", GRM_CTL_PROTOCOL_VERSION);
+        ctl_writer_add_u64(&w, "pid", (uint64_t) getpid());
+        ctl_writer_add_u64(&w, "uptime_usec", now - m->started_usec);
+        ctl_writer_add_u64(&w, "working", m->working ? m->working->gen : 0);
+        ctl_writer_add(&w, "restart", m->restart ? "in-progress" : "idle");
+        ctl_writer_add(&w, "stopping", m->stopping ? "yes" : "no");
+        ctl_writer_add_u64(&w, "restarts_done", m->restarts_done);
+        ctl_writer_add_u64(&w, "restarts_failed", m->restarts_failed);
+        ctl_writer_add_u64(&w, "flip_latency_usec", m->last_flip_latency_usec);
+        ctl_writer_add_u64(&w, "notify_ignored", m->notify_ignored);
+        ctl_writer_add_u64(&w, "notify_malformed", m->notify_malformed);
+        ctl_writer_add_u64(&w, "control_refused", m->ctl_refused);
+        ctl_writer_add_u64(&w, "control_malformed", m->ctl_malformed);
+        ctl_writer_add_u64(&w, "flow_table_size", m->config.flow_table_size);
+        if (have_flows)
+                ctl_writer_add_u64(&w, "flow_entries", total);
+
+        for (unsigned i = 0; i < m->n_groups; i++) {
+                ctl_writer_record(&w, "group");
+                ctl_writer_add_u64(&w, "index", i);
+                ctl_writer_add(&w, "address", m->groups[i].address);
+                ctl_writer_add(&w, "name", m->groups[i].name);
+                ctl_writer_add(&w, "dissector", dissector_to_string(m->config.dissector));
+                if (have_flows)
+                        ctl_writer_add_u64(&w, "flows", flows[i]);
+        }
+        for (Generation *g = m->generations; g; g = g->next)
+                add_generation(&w, m, g, now);
+        for (int i = 0; i < _GRM_STAT_MAX; i++) {
+                ctl_writer_record(&w, "counter");
+                ctl_writer_add(&w, "name", grm_stat_to_string(i));
+                ctl_writer_add_u64(&w, "value", stats[i]);
+        }
+        r = send_message(c->fd, &w);
+        if (r < 0)
+                log_debug_errno(r, "Failed to send status: %m");
+        ctl_writer_done(&w);
+}
+
+static void handle_request(CtlConnection *c, const void *buf, size_t len) {
+        _cleanup_(ctl_message_freep) CtlMessage *msg = NULL;
+        Manager *m = c->manager;
+        const CtlRecord *req;
+        const char *verb;
+        uint64_t version = 0, timeout = USEC_INFINITY;
+        int r;
+
+        r = ctl_message_parse(buf, len, GRM_CTL_REQUEST_MAX, &msg);
+        if (r < 0) {
+                m->ctl_malformed++;
+                log_warning_errno(r, "Malformed control request from pid %d: %m", (int) c->pid);
+                reply_error(c, GRM_OUTCOME_USAGE, r == -EMSGSIZE ? "request too large" : "malformed request");
+                connection_free(c);
+                return;
+        }
+        req = msg->n_records > 0 ? &msg->records[0] : NULL;
+        if (!req || !streq(req->type, "request") || ctl_record_get_u64(req, "version", &version) < 0) {
+                m->ctl_malformed++;
+                reply_error(c, GRM_OUTCOME_USAGE, "expected a request record with a version");
+                connection_free(c);
+                return;
+        }
+        if (version != GRM_CTL_PROTOCOL_VERSION) {
+                m->ctl_malformed++;
+                reply_error(c, GRM_OUTCOME_USAGE, "unsupported protocol version");
+                connection_free(c);
+                return;
+        }
+        verb = ctl_record_get(req, "verb");
+        if (verb && streq(verb, "status")) {
+                reply_status(c);
+                connection_free(c);
+                return;
+        }
+        if (verb && streq(verb, "restart")) {
+                r = ctl_record_get_u64(req, "timeout_usec", &timeout);
+                if (r == -EINVAL || (r == 0 && timeout == 0)) {
+                        reply_error(c, GRM_OUTCOME_USAGE, "timeout_usec must be a positive number");
+                        connection_free(c);
+                        return;
+                }
+                if (r == -ENOENT)
+                        timeout = USEC_INFINITY;
+                c->timer = sd_event_source_disable_unref(c->timer);
+                c->restart = true;
+                /* Replies (busy, rejected, ...) may free c before this returns. */
+                (void) manager_request_restart(m, c, timeout);
+                return;
+        }
+        m->ctl_malformed++;
+        reply_error(c, GRM_OUTCOME_USAGE, "unknown verb");
+        connection_free(c);
+}
+
+static int on_connection_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        CtlConnection *c = userdata;
+        char buf[GRM_CTL_REQUEST_MAX + 1];
+        ssize_t n;
+
+        if (c->restart) {
+                /* Nothing more is expected from a restart requester; a hang-up detaches it. */
+                if (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+                        log_debug("Restart requester went away; the restart goes on.");
+                        connection_free(c);
+                        return 0;
+                }
+                n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+                if (n == 0)
+                        connection_free(c);
+                return 0;
+        }
+
+        n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                connection_free(c);
+                return 0;
+        }
+        if (n == 0) {
+                connection_free(c);
+                return 0;
+        }
+        if ((size_t) n > GRM_CTL_REQUEST_MAX) {
+                c->manager->ctl_malformed++;
+                reply_error(c, GRM_OUTCOME_USAGE, "request too large");
+                connection_free(c);
+                return 0;
+        }
+        handle_request(c, buf, (size_t) n);
+        return 0;
+}
+
+static int on_connection_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        CtlConnection *c = userdata;
+
+        reply_error(c, GRM_OUTCOME_USAGE, "no request received in time");
+        connection_free(c);
+        return 0;
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+        _cleanup_close_ int cfd = -EBADF;
+        struct ucred cred = {};
+        socklen_t len = sizeof(cred);
+        CtlConnection *c;
+        int r;
+
+        cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+                if (errno != EAGAIN && errno != EINTR)
+                        log_warning_errno(errno, "Failed to accept control connection: %m");
+                return 0;
+        }
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                log_warning_errno(errno, "Failed to read control peer credentials: %m");
+                return 0;
+        }
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return 0;
+        c->manager = m;
+        c->fd = TAKE_FD(cfd);
+        c->uid = cred.uid;
+        c->pid = cred.pid;
+
+        if (cred.uid != 0 && cred.uid != geteuid()) {
+                m->ctl_refused++;
+                log_warning("Refusing control connection from pid %d, uid %u: only root and uid %u may control grmd.",
+                            (int) cred.pid, (unsigned) cred.uid, (unsigned) geteuid());
+                reply_error(c, GRM_OUTCOME_UNREACHABLE, "permission denied");
+                safe_close(c->fd);
+                free(c);
+                return 0;
+        }
+        if (m->n_connections >= CTL_CONNECTIONS_MAX) {
+                log_warning("Too many control connections; refusing pid %d.", (int) cred.pid);
+                reply_error(c, GRM_OUTCOME_INTERNAL, "too many connections");
+                safe_close(c->fd);
+                free(c);
+                return 0;
+        }
+
+        c->next = m->connections;
+        m->connections = c;
+        m->n_connections++;
+        r = sd_event_add_io(m->event, &c->io, c->fd, EPOLLIN | EPOLLRDHUP, on_connection_io, c);
+        if (r >= 0)
+                r = sd_event_add_time_relative(m->event, &c->timer, CLOCK_MONOTONIC,
+                                               CTL_REQUEST_TIMEOUT_USEC, USEC_PER_MSEC,
+                                               on_connection_timeout, c);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to watch control connection: %m");
+                connection_free(c);
+        }
+        return 0;
+}
+
+int ctl_server_open(Manager *m) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        const char *path = m->config.control_path;
+        _cleanup_free_ char *derived = NULL;
+        struct stat st;
+        mode_t old_umask;
+        int r;
+
+        if (!path) {
+                const char *rt = getenv("RUNTIME_DIRECTORY");
+                if (!rt || !*rt)
+                        return log_error_errno(EINVAL, "No control socket path: give --control PATH, or run with RuntimeDirectory= set.");
+                /* RUNTIME_DIRECTORY may list several directories, separated by ':'. */
+                size_t l = strcspn(rt, ":");
+                if (asprintf(&derived, "%.*s/grmd.sock", (int) l, rt) < 0)
+                        return log_error_errno(ENOMEM, "Out of memory.");
+                path = derived;
+        }
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return log_error_errno(ENAMETOOLONG, "Control socket path too long: %s", path);
+        strcpy(sa.sun_path, path);
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return log_error_errno(errno, "Failed to create control socket: %m");
+        /* A stale socket from an earlier grmd may be in the way; anything else is not ours. */
+        if (lstat(path, &st) == 0) {
+                if (!S_ISSOCK(st.st_mode))
+                        return log_error_errno(EEXIST, "%s exists and is not a socket.", path);
+                (void) unlink(path);
+        }
+        old_umask = umask(0177);
+        r = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
+        umask(old_umask);
+        if (r < 0)
+                return log_error_errno(errno, "Failed to bind control socket %s: %m", path);
+        if (chmod(path, 0600) < 0)
+                return log_error_errno(errno, "Failed to set mode of %s: %m", path);
+        if (listen(fd, 16) < 0)
+                return log_error_errno(errno, "Failed to listen on %s: %m", path);
+
+        r = sd_event_add_io(m->event, &m->ctl_source, fd, EPOLLIN, on_accept, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch control socket: %m");
+        m->ctl_path = strdup(path);
+        if (!m->ctl_path)
+                return log_error_errno(ENOMEM, "Out of memory.");
+        m->ctl_fd = TAKE_FD(fd);
+        log_info("Control socket at %s.", path);
+        return 0;
+}
+
+void ctl_server_close(Manager *m) {
+        while (m->connections)
+                connection_free(m->connections);
+        m->ctl_source = sd_event_source_disable_unref(m->ctl_source);
+        if (m->ctl_fd >= 0 && m->ctl_path)
+                (void) unlink(m->ctl_path);
+        m->ctl_fd = safe_close(m->ctl_fd);
+        free(m->ctl_path);
+        m->ctl_path = NULL;
+}

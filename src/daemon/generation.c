@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One generation: its sockets (one set per group, registered in the steering maps before the
+ * instance starts), its process (spawned in the socket-activation convention, in a session and
+ * process group of its own, as the configured user with no capabilities), and its timer.
+ * Decisions about what a generation's events mean are manager.c's.
+ */
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/capability.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+
+extern char **environ;
+
+uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+Generation *manager_find_generation_by_pid(Manager *m, pid_t pid) {
+        pid_t pgid;
+
+        if (pid <= 0)
+                return NULL;
+        for (Generation *g = m->generations; g; g = g->next)
+                if (gen_state_is_live(g->state) && g->pid == pid)
+                        return g;
+        /* A child of the instance: it runs in the instance's process group. */
+        pgid = getpgid(pid);
+        if (pgid <= 0)
+                return NULL;
+        for (Generation *g = m->generations; g; g = g->next)
+                if (gen_state_is_live(g->state) && g->pid == pgid)
+                        return g;
+        return NULL;
+}
+
+void generation_close_sockets(Generation *g) {
+        for (unsigned i = 0; i < g->n_fds; i++)
+                g->fds[i] = safe_close(g->fds[i]);
+}
+
+uint64_t generation_packets(Generation *g) {
+        uint64_t n = 0;
+
+        if (!g->slot_held)
+                return g->packets_at_exit;
+        if (steering_get_slot_packets(g->manager->steering, g->slot, &n) < 0)
+                return 0;
+        return n;
+}
+
+void generation_release_slot(Generation *g) {
+        if (!g->slot_held)
+                return;
+        g->packets_at_exit = generation_packets(g);
+        (void) steering_slot_release(g->manager->steering, g->slot);
+        g->slot_held = false;
+        generation_close_sockets(g);
+}
+
+Generation *generation_free(Generation *g) {
+        if (!g)
+                return NULL;
+        generation_release_slot(g);
+        generation_close_sockets(g);
+        free(g->fds);
+        sd_event_source_disable_unref(g->child_source);
+        sd_event_source_disable_unref(g->timer);
+        g->pidfd = safe_close(g->pidfd);
+        free(g->status);
+        free(g->failure);
+        free(g);
+        return NULL;
+}
+
+int generation_signal(Generation *g, int sig, bool whole_group) {
+        if (g->pid <= 0 || g->state == GEN_EXITED)
+                return -ESRCH;
+        if (whole_group && kill(-g->pid, sig) == 0)
+                return 0;
+        /* The process group may already be gone while the pidfd still works, or the other way. */
+        if (g->pidfd >= 0 && pidfd_send_signal(g->pidfd, sig, NULL, 0) == 0)
+                return 0;
+        if (kill(g->pid, sig) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Generation *g = userdata;
+
+        if (g->state == GEN_STARTING)
+                manager_on_failed(g->manager, g, GRM_OUTCOME_TIMEOUT, "not ready before the start timeout");
+        else if (g->state == GEN_DRAINING)
+                manager_on_deadline(g->manager, g);
+        return 0;
+}
+
+int generation_set_timer(Generation *g, uint64_t usec) {
+        g->timer = sd_event_source_disable_unref(g->timer);
+        if (usec == USEC_INFINITY)
+                return 0;
+        return sd_event_add_time(g->manager->event, &g->timer, CLOCK_MONOTONIC, usec, 10 * USEC_PER_MSEC,
+                                 on_timer, g);
+}
+
+static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
+        Generation *g = userdata;
+        char why[128];
+
+        if (si->si_code == CLD_EXITED)
+                snprintf(why, sizeof(why), "exited with status %d", si->si_status);
+        else
+                snprintf(why, sizeof(why), "killed by signal %s%s",
+                         strempty(signal_to_name(si->si_status)),
+                         si->si_code == CLD_DUMPED ? " (core dumped)" : "");
+
+        g->child_source = sd_event_source_disable_unref(g->child_source);
+        g->pidfd = safe_close(g->pidfd);
+        manager_on_exited(g->manager, g, why);
+        return 0;
+}
+
+/* Everything below runs in the child between fork() and exec(): async-signal-safe calls only
+ * where it matters, and errors are reported with a line on stderr and exit status 127. */
+static _noreturn_ void child_fail(const char *what, int error) {
+        char buf[256];
+        int n = snprintf(buf, sizeof(buf), "grmd: instance setup failed: %s: %s\n", what, strerror(error));
+        if (n > 0)
+                (void) !write(STDERR_FILENO, buf, (size_t) n);
+        _exit(127);
+}
+
+static int drop_capabilities(void) {
+        cap_t empty;
+
+        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
+                if (cap_drop_bound(c) < 0 && errno != EINVAL)
+                        return -errno;
+        (void) cap_reset_ambient();
+        empty = cap_init();
+        if (!empty)
+                return -ENOMEM;
+        if (cap_set_proc(empty) < 0) {
+                int e = errno;
+                cap_free(empty);
+                return -e;
+        }
+        cap_free(empty);
+        return 0;
+}
+
+typedef struct SpawnUser {
+        bool set;
+        uid_t uid;
+        gid_t gid;
+        char *name;
+} SpawnUser;
+
+static int resolve_user(const char *user, SpawnUser *ret) {
+        struct passwd *pw;
+        uint64_t uid;
+
+        *ret = (SpawnUser) {};
+        if (!user)
+                return 0;
+        if (parse_unsigned(user, 0, UINT32_MAX - 1, &uid) == 0)
+                pw = getpwuid((uid_t) uid);
+        else
+                pw = getpwnam(user);
+        if (!pw)
+                return -ESRCH;
+        ret->set = true;
+        ret->uid = pw->pw_uid;
+        ret->gid = pw->pw_gid;
+        ret->name = strdup(pw->pw_name);
+        return ret->name ? 0 : -ENOMEM;
+}
+
+static bool env_is_ours(const char *e) {
+        static const char *const prefixes[] = {
+                "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "WATCHDOG_PID=",
+                "WATCHDOG_USEC=", "GRM_GENERATION=", "RUNTIME_DIRECTORY=", "MAINPID=",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
+                if (strncmp(e, prefixes[i], strlen(prefixes[i])) == 0)
+                        return true;
+        return false;
+}
+
+static int build_environment(Manager *m, uint32_t gen, unsigned n_fds, unsigned per_group,
+                             char ***ret) {
+        _cleanup_strv_free_ char **env = NULL;
+        _cleanup_free_ char *names = NULL;
+        size_t names_len = 0;
+        char *e;
+        int r;
+
+        for (char **i = environ; i && *i; i++)
+                if (!env_is_ours(*i)) {
+                        r = strv_extend(&env, *i);
+                        if (r < 0)
+                                return r;
+                }
+
+        for (unsigned gi = 0; gi < m->n_groups; gi++)
+                for (unsigned k = 0; k < per_group; k++) {
+                        size_t l = strlen(m->groups[gi].name);
+                        char *n = realloc(names, names_len + l + 2);
+                        if (!n)
+                                return -ENOMEM;
+                        names = n;
+                        if (names_len > 0)
+                                names[names_len++] = ':';
+                        memcpy(names + names_len, m->groups[gi].name, l);
+                        names_len += l;
+                        names[names_len] = 0;
+                }
+
+        const char *fmt[][2] = {
+                { "LISTEN_FDNAMES=%s", names ? names : "" },
+                { "NOTIFY_SOCKET=%s", m->notify_socket },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(fmt); i++) {
+                if (asprintf(&e, fmt[i][0], fmt[i][1]) < 0)
+                        return -ENOMEM;
+                r = strv_extend(&env, e);
+                free(e);
+                if (r < 0)
+                        return r;
+        }
+        if (asprintf(&e, "LISTEN_FDS=%u", n_fds) < 0)
+                return -ENOMEM;
+        r = strv_extend(&env, e);
+        free(e);
+        if (r < 0)
+                return r;
+        if (asprintf(&e, "GRM_GENERATION=%" PRIu32, gen) < 0)
+                return -ENOMEM;
+        r = strv_extend(&env, e);
+        free(e);
+        if (r < 0)
+                return r;
+        /* LISTEN_PID is only known in the child: a placeholder it overwrites. */
+        r = strv_extend(&env, "LISTEN_PID=0000000000");
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(env);
+        return 0;
+}
+
+static _noreturn_ void child_exec(const int *fds, unsigned n_fds, char **argv, char **env,
+                                  const SpawnUser *user) {
+        sigset_t all;
+        int r;
+
+        /* The event loop blocked signals; the instance starts with a clean slate. */
+        sigemptyset(&all);
+        (void) sigprocmask(SIG_SETMASK, &all, NULL);
+        for (int sig = 1; sig < _NSIG; sig++)
+                (void) signal(sig, SIG_DFL);
+
+        /* Its own session and process group: grmd can kill the whole group, and the instance
+         * is not hit by signals meant for grmd's terminal or group. */
+        if (setsid() < 0)
+                child_fail("setsid", errno);
+
+        /* Move the sockets to 3, 4, ...: first above the target range, then into place (dup2
+         * clears O_CLOEXEC on the copy, which is what must survive exec). */
+        int high[GRM_MAX_GROUPS * GRM_MAX_SOCKS_PER_GEN];
+        for (unsigned i = 0; i < n_fds; i++) {
+                high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, (int) (3 + n_fds));
+                if (high[i] < 0)
+                        child_fail("fcntl(F_DUPFD_CLOEXEC)", errno);
+        }
+        for (unsigned i = 0; i < n_fds; i++)
+                if (dup2(high[i], (int) (3 + i)) < 0)
+                        child_fail("dup2", errno);
+        (void) close_range(3 + n_fds, ~0U, 0);
+
+        for (char **e = env; *e; e++)
+                if (strncmp(*e, "LISTEN_PID=", 11) == 0)
+                        snprintf(*e + 11, 11, "%d", (int) getpid());
+
+        if (user->set) {
+                if (initgroups(user->name, user->gid) < 0 && setgroups(0, NULL) < 0)
+                        child_fail("setgroups", errno);
+                if (setresgid(user->gid, user->gid, user->gid) < 0)
+                        child_fail("setresgid", errno);
+                if (setresuid(user->uid, user->uid, user->uid) < 0)
+                        child_fail("setresuid", errno);
+        } else if (geteuid() == 0)
+                (void) setgroups(0, NULL);
+
+        r = drop_capabilities();
+        if (r < 0 && geteuid() == 0)
+                child_fail("dropping capabilities", -r);
+
+        execvpe(argv[0], argv, env);
+        child_fail(argv[0], errno);
+}
+
+int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *config,
+                     uint64_t start_timeout_usec, Generation **ret) {
+        _cleanup_strv_free_ char **env = NULL;
+        SpawnUser user = {};
+        Generation *g;
+        unsigned per_group = config->sockets_per_generation;
+        int r;
+
+        g = calloc(1, sizeof(*g));
+        if (!g)
+                return -ENOMEM;
+        g->manager = m;
+        g->gen = gen;
+        g->slot = slot;
+        g->state = GEN_STARTING;
+        g->pidfd = -EBADF;
+        g->sockets_per_group = per_group;
+        g->n_fds = m->n_groups * per_group;
+        g->fds = malloc(sizeof(int) * g->n_fds);
+        if (!g->fds) {
+                free(g);
+                return -ENOMEM;
+        }
+        for (unsigned i = 0; i < g->n_fds; i++)
+                g->fds[i] = -EBADF;
+
+        /* Sockets first: they join the group and the maps before the instance exists. */
+        for (unsigned gi = 0; gi < m->n_groups; gi++)
+                for (unsigned k = 0; k < per_group; k++) {
+                        int *fd = &g->fds[gi * per_group + k];
+                        r = group_open_socket(&m->groups[gi], fd);
+                        if (r < 0) {
+                                r = log_error_errno(r, "Failed to open socket for generation %" PRIu32 " on %s: %m",
+                                                    gen, m->groups[gi].address);
+                                goto fail;
+                        }
+                        r = steering_register_socket(m->steering, gi, slot, k, *fd);
+                        if (r < 0) {
+                                r = log_error_errno(r, "Failed to register socket of generation %" PRIu32 " on %s: %m",
+                                                    gen, m->groups[gi].address);
+                                goto fail;
+                        }
+                }
+        r = steering_slot_activate(m->steering, slot, gen, per_group);
+        if (r < 0) {
+                r = log_error_errno(r, "Failed to activate slot %u for generation %" PRIu32 ": %m", slot, gen);
+                goto fail;
+        }
+        g->slot_held = true;
+
+        r = resolve_user(config->user, &user);
+        if (r < 0) {
+                r = log_error_errno(r, "Failed to resolve user '%s': %s", config->user,
+                                    r == -ESRCH ? "no such user" : strerror(-r));
+                goto fail;
+        }
+        r = build_environment(m, gen, g->n_fds, per_group, &env);
+        if (r < 0) {
+                r = log_error_errno(r, "Failed to build the instance environment: %m");
+                goto fail;
+        }
+
+        r = generation_set_timer(g, start_timeout_usec == USEC_INFINITY
+                                            ? USEC_INFINITY
+                                            : now_usec() + start_timeout_usec);
+        if (r < 0) {
+                r = log_error_errno(r, "Failed to arm start timer: %m");
+                goto fail;
+        }
+
+        fflush(stdout);
+        fflush(stderr);
+        g->pid = fork();
+        if (g->pid < 0) {
+                r = log_error_errno(errno, "Failed to fork: %m");
+                goto fail;
+        }
+        if (g->pid == 0)
+                child_exec(g->fds, g->n_fds, config->command, env, &user);
+
+        g->spawned_usec = now_usec();
+        g->pidfd = pidfd_open(g->pid, 0);
+        if (g->pidfd < 0) {
+                r = log_error_errno(errno, "Failed to open pidfd of %d: %m", (int) g->pid);
+                (void) kill(g->pid, SIGKILL);
+                (void) waitpid(g->pid, NULL, 0);
+                goto fail;
+        }
+        r = sd_event_add_child_pidfd(m->event, &g->child_source, g->pidfd, WEXITED, on_child, g);
+        if (r < 0) {
+                r = log_error_errno(r, "Failed to watch process %d: %m", (int) g->pid);
+                (void) pidfd_send_signal(g->pidfd, SIGKILL, NULL, 0);
+                (void) waitpid(g->pid, NULL, 0);
+                goto fail;
+        }
+
+        free(user.name);
+        g->next = m->generations;
+        m->generations = g;
+        *ret = g;
+        return 0;
+
+fail:
+        free(user.name);
+        g->pid = 0;
+        generation_free(g);
+        return r;
+}

@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * grmd's main(): the command line, signal set-up, and the Manager's life. Everything else is
+ * in the daemon library so the tests link the same code.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <bpf/libbpf.h>
+
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+
+static void help(void) {
+        printf("Usage: grmd [OPTIONS] [--] COMMAND [ARG...]\n"
+               "\n"
+               "Supervise a UDP service for zero-downtime restarts: spawn COMMAND with fresh\n"
+               "SO_REUSEPORT sockets per generation (socket activation), wait for READY=1,\n"
+               "steer new flows to it, drain the old instance. Sockets come from systemd\n"
+               "(sd_listen_fds) and/or --listen.\n"
+               "\n"
+               "  -c --config FILE                 config file (re-read at every restart)\n"
+               "  -l --listen udp:ADDR:PORT        open and manage this address (repeatable)\n"
+               "  -C --control PATH                control socket (default $RUNTIME_DIRECTORY/grmd.sock)\n"
+               "     --dissector none|flow         how existing flows are recognised (default flow)\n"
+               "     --sockets-per-generation N    sockets per address for each instance (default 1)\n"
+               "     --flow-table-size N           flow table entries (default 65536)\n"
+               "     --flow-timeout SEC            idle time after which a flow is new (default 125)\n"
+               "     --start-timeout SEC           time to READY=1 before rollback (default 90)\n"
+               "     --drain-timeout SEC           time an old instance may drain (default 60)\n"
+               "     --drain-signal SIG            signal that starts the drain (default SIGTERM)\n"
+               "     --exec-check CMD              command that must succeed before each restart\n"
+               "     --user USER                   run instances as USER (no capabilities either way)\n"
+               "  -h --help                        show this help\n"
+               "     --version                     show the version\n"
+               "\n"
+               "Settings on the command line override the config file. See grmd(8).\n");
+}
+
+enum {
+        ARG_VERSION = 0x100,
+        ARG_DISSECTOR,
+        ARG_SOCKETS,
+        ARG_FLOW_TABLE,
+        ARG_FLOW_TIMEOUT,
+        ARG_START_TIMEOUT,
+        ARG_DRAIN_TIMEOUT,
+        ARG_DRAIN_SIGNAL,
+        ARG_EXEC_CHECK,
+        ARG_USER,
+};
+
+static int parse_argv(int argc, char *argv[], Manager *m) {
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "config", required_argument, NULL, 'c' },
+                { "listen", required_argument, NULL, 'l' },
+                { "control", required_argument, NULL, 'C' },
+                { "dissector", required_argument, NULL, ARG_DISSECTOR },
+                { "sockets-per-generation", required_argument, NULL, ARG_SOCKETS },
+                { "flow-table-size", required_argument, NULL, ARG_FLOW_TABLE },
+                { "flow-timeout", required_argument, NULL, ARG_FLOW_TIMEOUT },
+                { "start-timeout", required_argument, NULL, ARG_START_TIMEOUT },
+                { "drain-timeout", required_argument, NULL, ARG_DRAIN_TIMEOUT },
+                { "drain-signal", required_argument, NULL, ARG_DRAIN_SIGNAL },
+                { "exec-check", required_argument, NULL, ARG_EXEC_CHECK },
+                { "user", required_argument, NULL, ARG_USER },
+                {}
+        };
+        Config *c = &m->cli;
+        uint64_t u;
+        int opt, r;
+
+        /* '+': stop at the first non-option, so COMMAND's own options are left alone. */
+        while ((opt = getopt_long(argc, argv, "+hc:l:C:", options, NULL)) >= 0) {
+                switch (opt) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("grmd %s\n", GRM_VERSION);
+                        return 0;
+                case 'c':
+                        free(m->config_path);
+                        m->config_path = strdup(optarg);
+                        if (!m->config_path)
+                                return log_error_errno(ENOMEM, "Out of memory.");
+                        break;
+                case 'l': {
+                        struct sockaddr_storage sa;
+                        socklen_t len;
+                        r = parse_listen_address(optarg, &sa, &len);
+                        if (r < 0)
+                                return log_error_errno(r, "Invalid --listen address '%s' (expected udp:ADDR:PORT, IPv6 in brackets).", optarg);
+                        if (strv_extend(&c->listen, optarg) < 0)
+                                return log_error_errno(ENOMEM, "Out of memory.");
+                        break;
+                }
+                case 'C':
+                        if (optarg[0] != '/')
+                                return log_error_errno(EINVAL, "--control needs an absolute path: %s", optarg);
+                        free(c->control_path);
+                        c->control_path = strdup(optarg);
+                        if (!c->control_path)
+                                return log_error_errno(ENOMEM, "Out of memory.");
+                        break;
+                case ARG_DISSECTOR:
+                        r = dissector_from_string(optarg);
+                        if (r < 0)
+                                return log_error_errno(r, "Invalid --dissector '%s' (none or flow).", optarg);
+                        c->dissector = r;
+                        break;
+                case ARG_SOCKETS:
+                        r = parse_unsigned(optarg, 1, CONFIG_SOCKETS_MAX, &u);
+                        if (r < 0)
+                                return log_error_errno(r, "Invalid --sockets-per-generation '%s' (1..%u).", optarg, CONFIG_SOCKETS_MAX);
+                        c->sockets_per_generation = (unsigned) u;
+                        break;
+                case ARG_FLOW_TABLE:
+                        r = parse_unsigned(optarg, CONFIG_FLOW_TABLE_MIN, CONFIG_FLOW_TABLE_MAX, &u);
+                        if (r < 0)
+                                return log_error_errno(r, "Invalid --flow-table-size '%s' (%u..%u).", optarg,
+                                                       CONFIG_FLOW_TABLE_MIN, CONFIG_FLOW_TABLE_MAX);
+                        c->flow_table_size = (unsigned) u;
+                        break;
+                case ARG_FLOW_TIMEOUT:
+                case ARG_START_TIMEOUT:
+                case ARG_DRAIN_TIMEOUT:
+                        r = parse_sec(optarg, &u);
+                        if (r < 0 || u == 0)
+                                return log_error_errno(r < 0 ? r : -EINVAL, "Invalid time span '%s'.", optarg);
+                        if (opt == ARG_FLOW_TIMEOUT)
+                                c->flow_timeout_usec = u;
+                        else if (opt == ARG_START_TIMEOUT)
+                                c->start_timeout_usec = u;
+                        else
+                                c->drain_timeout_usec = u;
+                        break;
+                case ARG_DRAIN_SIGNAL:
+                        r = parse_signal(optarg);
+                        if (r < 0)
+                                return log_error_errno(r, "Invalid --drain-signal '%s'.", optarg);
+                        c->drain_signal = r;
+                        break;
+                case ARG_EXEC_CHECK:
+                        strv_free(c->exec_check);
+                        c->exec_check = NULL;
+                        r = strv_split_quoted(optarg, &c->exec_check);
+                        if (r < 0 || strv_length(c->exec_check) == 0)
+                                return log_error_errno(r < 0 ? r : -EINVAL, "Invalid --exec-check '%s'.", optarg);
+                        break;
+                case ARG_USER:
+                        free(c->user);
+                        c->user = strdup(optarg);
+                        if (!c->user)
+                                return log_error_errno(ENOMEM, "Out of memory.");
+                        break;
+                case '?':
+                        return -EINVAL;
+                default:
+                        return log_error_errno(EINVAL, "Unhandled option.");
+                }
+        }
+        if (optind < argc) {
+                r = strv_copy(argv + optind, &c->command);
+                if (r < 0)
+                        return log_error_errno(r, "Out of memory.");
+        }
+        return 1;
+}
+
+static int libbpf_print(enum libbpf_print_level level, const char *format, va_list ap) {
+        char buf[1024];
+
+        if (log_get_max_level() < LOG_DEBUG && level != LIBBPF_WARN)
+                return 0;
+        vsnprintf(buf, sizeof(buf), format, ap);
+        buf[strcspn(buf, "\n")] = 0;
+        log_full_errno(level == LIBBPF_WARN ? LOG_WARNING : LOG_DEBUG, 0, "libbpf: %s", buf);
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        sigset_t mask;
+        int r;
+
+        log_setup("grmd");
+        libbpf_set_print(libbpf_print);
+
+        /* sd-event delivers these through signalfd and pidfds; they must be blocked. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        r = manager_new(&m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate manager: %m"), EXIT_FAILURE;
+        r = parse_argv(argc, argv, m);
+        if (r < 0)
+                return 2;
+        if (r == 0)
+                return EXIT_SUCCESS;
+
+        r = manager_startup(m);
+        if (r < 0)
+                return EXIT_FAILURE;
+        r = manager_run(m);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m"), EXIT_FAILURE;
+        return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * grmd's state: one Manager owns the event loop, the listening groups, the steering maps, every
+ * generation, the notify socket and the control server. The modules of src/daemon each own one
+ * part of it:
+ *
+ *   manager.c     restarts (check, spawn, flip, drain, roll back), crash replacement, shutdown
+ *   generation.c  one application instance: its sockets, its process, its timers
+ *   group.c       the listening addresses and fresh per-generation sockets cloned from them
+ *   notify.c      the NOTIFY_SOCKET every instance reports to
+ *   ctl-server.c  the control socket grmctl talks to
+ *
+ * Invariants: at most one restart runs at a time (m->restart); at most one generation is
+ * working (m->working) and the steering config names exactly its slot; a generation's slot is
+ * released only once its process has been reaped or it never had sockets in the group.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "ctl-protocol.h"
+#include "gen-state.h"
+#include "steering.h"
+
+typedef struct Manager Manager;
+typedef struct Generation Generation;
+typedef struct CtlConnection CtlConnection;
+
+typedef struct Group {
+        unsigned index;                  /* steering group index */
+        int fd;                          /* the original socket, from systemd or --listen */
+        char *name;                      /* LISTEN_FDNAMES name, passed on to instances */
+        char *address;                   /* printable, "udp:127.0.0.1:9000" */
+        struct sockaddr_storage sa;      /* what the original socket is bound to */
+        socklen_t sa_len;
+} Group;
+
+struct Generation {
+        Manager *manager;
+        uint32_t gen;
+        unsigned slot;
+        bool slot_held;                  /* its slot is in use in the steering maps */
+        GenState state;
+        pid_t pid;
+        int pidfd;
+        sd_event_source *child_source;
+        sd_event_source *timer;          /* start timeout, or drain deadline */
+        int *fds;                        /* n_groups * sockets_per_group, group-major */
+        unsigned n_fds;
+        unsigned sockets_per_group;
+        uint64_t spawned_usec;           /* CLOCK_MONOTONIC */
+        uint64_t ready_usec;             /* 0 until READY=1 */
+        uint64_t ready_seen_usec;        /* when the READY=1 datagram was read */
+        uint64_t flipped_usec;           /* when the working generation moved to it */
+        uint64_t drain_deadline_usec;    /* 0 unless draining */
+        uint64_t exited_usec;
+        uint64_t packets_at_exit;        /* packet count kept after the slot is released */
+        char *status;                    /* last STATUS= */
+        char *failure;                   /* why it failed or exited, for status and replies */
+        bool killed;                     /* grmd sent SIGKILL */
+        Generation *next;                /* Manager.generations, newest first */
+};
+
+typedef struct Restart {
+        GrmOutcome outcome;
+        bool automatic;                  /* first start or crash replacement: no requester */
+        uint64_t started_usec;
+        uint64_t start_timeout_usec;     /* for this restart */
+        Config config;                   /* the settings this restart applies */
+        pid_t check_pid;
+        int check_pidfd;
+        sd_event_source *check_source;
+        Generation *gen;                 /* the new generation once spawned */
+        CtlConnection *requester;        /* gets progress and the result; may go away */
+} Restart;
+
+struct Manager {
+        sd_event *event;
+
+        char *config_path;               /* NULL: command line only */
+        Config cli;                      /* what the command line set */
+        Config config;                   /* in effect: file + command line + defaults */
+
+        Group *groups;
+        unsigned n_groups;
+        Steering *steering;
+
+        int notify_fd;
+        char *notify_socket;             /* NOTIFY_SOCKET value for instances */
+        sd_event_source *notify_source;
+        uint64_t notify_ignored;         /* datagrams from unknown pids or without credentials */
+        uint64_t notify_malformed;
+
+        int ctl_fd;
+        char *ctl_path;
+        sd_event_source *ctl_source;
+        CtlConnection *connections;
+        unsigned n_connections;
+        uint64_t ctl_refused;            /* connections with the wrong uid */
+        uint64_t ctl_malformed;          /* requests that did not parse */
+
+        Generation *generations;         /* newest first; exited ones kept for a while */
+        Generation *working;
+        uint32_t last_gen;
+
+        Restart *restart;
+        unsigned crash_count;
+        sd_event_source *respawn_timer;
+
+        bool stopping;
+        uint64_t started_usec;
+        uint64_t restarts_done, restarts_failed;
+        uint64_t last_flip_latency_usec; /* READY=1 read -> working flipped, last restart */
+};
+
+/* manager.c */
+int manager_new(Manager **ret);
+Manager *manager_free(Manager *m);
+static inline void manager_freep(Manager **m) {
+        manager_free(*m);
+}
+int manager_load_config(Manager *m, Config *ret, char **ret_error);
+int manager_startup(Manager *m);
+int manager_run(Manager *m);
+/* Starts a restart on behalf of a control connection (NULL: automatic). Replies busy itself. */
+int manager_request_restart(Manager *m, CtlConnection *c, uint64_t timeout_usec);
+void manager_on_ready(Manager *m, Generation *g);
+void manager_on_failed(Manager *m, Generation *g, GrmOutcome outcome, const char *why);
+void manager_on_exited(Manager *m, Generation *g, const char *why);
+void manager_on_deadline(Manager *m, Generation *g);
+uint64_t now_usec(void);
+
+/* group.c */
+int group_from_fd(int fd, const char *name, Group *ret);
+int group_listen(const char *address, Group *ret);
+void group_done(Group *g);
+/* A fresh socket bound to the group's address, with the original's options. */
+int group_open_socket(const Group *g, int *ret_fd);
+
+/* generation.c */
+int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *config,
+                     uint64_t start_timeout_usec, Generation **ret);
+Generation *generation_free(Generation *g);
+void generation_close_sockets(Generation *g);
+int generation_signal(Generation *g, int sig, bool whole_group);
+int generation_set_timer(Generation *g, uint64_t usec);
+void generation_release_slot(Generation *g);
+Generation *manager_find_generation_by_pid(Manager *m, pid_t pid);
+uint64_t generation_packets(Generation *g);
+
+/* notify.c */
+int notify_open(Manager *m);
+void notify_close(Manager *m);
+
+/* ctl-server.c */
+int ctl_server_open(Manager *m);
+void ctl_server_close(Manager *m);
+/* Progress line to the requester of a restart (ignored when c is NULL). */
+void ctl_connection_progress(CtlConnection *c, const char *step, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+/* Final result of a restart; closes the connection. */
+void ctl_connection_result(CtlConnection *c, GrmOutcome outcome, Generation *g, const char *message);
+void ctl_connection_detach_restart(CtlConnection *c);
