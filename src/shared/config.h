@@ -26,6 +26,11 @@
 #define CONFIG_DEFAULT_START_TIMEOUT_USEC (90ULL * 1000000ULL)
 #define CONFIG_DEFAULT_DRAIN_TIMEOUT_USEC (60ULL * 1000000ULL)
 
+/* drain_timeout_usec for "DrainTimeoutSec=infinity" (never kill a draining instance): UINT64_MAX
+ * already means "unset", so infinity is the value just below. Deadlines computed from it must
+ * saturate instead of overflowing. */
+#define CONFIG_DRAIN_TIMEOUT_INFINITY (UINT64_MAX - 1)
+
 typedef struct Config {
         char **listen;                  /* strv of "udp:ADDR:PORT"; NULL = unset */
         char *control_path;             /* NULL = unset */
