@@ -193,7 +193,7 @@ static int resolve_user(const char *user, SpawnUser *ret) {
 static bool env_is_ours(const char *e) {
         static const char *const prefixes[] = {
                 "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "WATCHDOG_PID=",
-                "WATCHDOG_USEC=", "GRM_GENERATION=", "RUNTIME_DIRECTORY=", "MAINPID=",
+                "WATCHDOG_USEC=", "GRM_GENERATION=",
         };
         for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
                 if (strncmp(e, prefixes[i], strlen(prefixes[i])) == 0)

@@ -131,6 +131,10 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                         r = parse_sec(optarg, &u);
                         if (r < 0 || u == 0)
                                 return log_error_errno(r < 0 ? r : -EINVAL, "Invalid time span '%s'.", optarg);
+                        if (u == UINT64_MAX && opt != ARG_DRAIN_TIMEOUT)
+                                return log_error_errno(EINVAL, "Time span '%s' must be finite.", optarg);
+                        if (u == UINT64_MAX)
+                                u = CONFIG_DRAIN_TIMEOUT_INFINITY;
                         if (opt == ARG_FLOW_TIMEOUT)
                                 c->flow_timeout_usec = u;
                         else if (opt == ARG_START_TIMEOUT)

@@ -246,6 +246,9 @@ static void generation_start_drain(Manager *m, Generation *g, GenEvent why) {
         uint64_t timeout = m->config.drain_timeout_usec;
         int r;
 
+        if (timeout == CONFIG_DRAIN_TIMEOUT_INFINITY)
+                timeout = USEC_INFINITY;
+
         if (generation_transition(g, why) < 0)
                 return;
         if (g->drain_deadline_usec != 0)
