@@ -173,8 +173,12 @@ static int receive_message(int fd, int timeout_ms, CtlMessage **ret) {
         if (r == 0)
                 return -ETIMEDOUT;
         n = recv(fd, buf, GRM_CTL_MESSAGE_MAX + 1, MSG_TRUNC);
+        if (n < 0 && errno == ECONNRESET)
+                /* grmd closed before reading our request (it refused us): the error is reported
+                 * first, its reply can still be queued behind it. */
+                n = recv(fd, buf, GRM_CTL_MESSAGE_MAX + 1, MSG_TRUNC | MSG_DONTWAIT);
         if (n < 0)
-                return errno == ECONNRESET ? -ECONNRESET : negative_errno();
+                return errno == ECONNRESET || errno == EAGAIN ? -ECONNRESET : negative_errno();
         if (n == 0)
                 return -ECONNRESET;
         if ((size_t) n > GRM_CTL_MESSAGE_MAX)

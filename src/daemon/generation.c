@@ -144,23 +144,26 @@ static _noreturn_ void child_fail(const char *what, int error) {
         _exit(127);
 }
 
-static int drop_capabilities(void) {
-        cap_t empty;
-
+/* Empties the bounding and ambient sets; needs CAP_SETPCAP, so it runs before the uid change. */
+static int drop_bounding_set(void) {
         for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
                 if (cap_drop_bound(c) < 0 && errno != EINVAL)
                         return -errno;
         (void) cap_reset_ambient();
-        empty = cap_init();
+        return 0;
+}
+
+/* Clears the permitted, effective and inheritable sets (a uid change from root already did). */
+static int clear_capabilities(void) {
+        cap_t empty = cap_init();
+        int r = 0;
+
         if (!empty)
                 return -ENOMEM;
-        if (cap_set_proc(empty) < 0) {
-                int e = errno;
-                cap_free(empty);
-                return -e;
-        }
+        if (cap_set_proc(empty) < 0)
+                r = -errno;
         cap_free(empty);
-        return 0;
+        return r;
 }
 
 typedef struct SpawnUser {
@@ -296,6 +299,11 @@ static _noreturn_ void child_exec(const int *fds, unsigned n_fds, char **argv, c
                 if (strncmp(*e, "LISTEN_PID=", 11) == 0)
                         snprintf(*e + 11, 11, "%d", (int) getpid());
 
+        /* The instance never gets capabilities back, not even by executing a setuid binary. */
+        r = drop_bounding_set();
+        if (r < 0 && geteuid() == 0)
+                child_fail("dropping the capability bounding set", -r);
+
         if (user->set) {
                 if (initgroups(user->name, user->gid) < 0 && setgroups(0, NULL) < 0)
                         child_fail("setgroups", errno);
@@ -306,8 +314,8 @@ static _noreturn_ void child_exec(const int *fds, unsigned n_fds, char **argv, c
         } else if (geteuid() == 0)
                 (void) setgroups(0, NULL);
 
-        r = drop_capabilities();
-        if (r < 0 && geteuid() == 0)
+        r = clear_capabilities();
+        if (r < 0)
                 child_fail("dropping capabilities", -r);
 
         execvpe(argv[0], argv, env);

@@ -554,7 +554,8 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
 
 int manager_startup(Manager *m) {
         _cleanup_free_ char *error = NULL;
-        char **names = NULL;
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n_listen;
         int n, r;
 
         r = manager_load_config(m, &m->config, &error);
@@ -569,37 +570,28 @@ int manager_startup(Manager *m) {
         n = sd_listen_fds_with_names(true, &names);
         if (n < 0)
                 return log_error_errno(n, "Failed to receive sockets from systemd: %m");
-        size_t n_listen = strv_length(m->config.listen);
-        if ((size_t) n + n_listen == 0) {
-                strv_free(names);
+        n_listen = strv_length(m->config.listen);
+        if ((size_t) n + n_listen == 0)
                 return log_error_errno(EINVAL, "No sockets: run from a .socket unit or give --listen udp:ADDR:PORT.");
-        }
-        if ((size_t) n + n_listen > GRM_MAX_GROUPS) {
-                strv_free(names);
+        if ((size_t) n + n_listen > GRM_MAX_GROUPS)
                 return log_error_errno(E2BIG, "Too many sockets (%zu); at most %u are supported.",
                                        (size_t) n + n_listen, GRM_MAX_GROUPS);
-        }
         m->groups = calloc((size_t) n + n_listen, sizeof(Group));
-        if (!m->groups) {
-                strv_free(names);
+        if (!m->groups)
                 return log_error_errno(ENOMEM, "Out of memory.");
-        }
         for (int i = 0; i < n; i++) {
                 int fd = SD_LISTEN_FDS_START + i;
+                const char *name = names && names[i] ? names[i] : "?";
+
                 r = group_from_fd(fd, names ? names[i] : NULL, &m->groups[m->n_groups]);
-                if (r == -EADDRINUSE) {
-                        strv_free(names);
+                if (r == -EADDRINUSE)
                         return log_error_errno(r, "Socket %d (%s) does not have SO_REUSEPORT: set ReusePort=yes in the .socket unit.",
-                                               fd, names ? names[i] : "?");
-                }
-                if (r < 0) {
-                        strv_free(names);
-                        return log_error_errno(r, "Socket %d (%s) cannot be managed (grmd manages UDP sockets): %m",
-                                               fd, names ? names[i] : "?");
-                }
+                                               fd, name);
+                if (r < 0)
+                        return log_error_errno(r, "Socket %d (%s) cannot be managed (grmd manages bound UDP sockets): %m",
+                                               fd, name);
                 m->n_groups++;
         }
-        strv_free(names);
         for (size_t i = 0; i < n_listen; i++) {
                 r = group_listen(m->config.listen[i], &m->groups[m->n_groups]);
                 if (r < 0)

@@ -1,0 +1,111 @@
+# Shared by the integration tests: each test runs in private network, PID and mount namespaces
+# (so it uses only its own loopback, and every process it started dies with it), drives the
+# built grmd, grmctl, grm-echo and grm-load, and exits 0 (pass), 1 (fail) or 77 (skipped; a
+# failure when GRM_TEST_NO_SKIP=1, as under CI).
+set -euo pipefail
+
+skip() {
+        echo "SKIP: $*"
+        if [ "${GRM_TEST_NO_SKIP:-}" = 1 ]; then
+                echo "GRM_TEST_NO_SKIP=1: a skipped test is a failure"
+                exit 1
+        fi
+        exit 77
+}
+
+if [ -z "${GRM_TEST_IN_NS:-}" ]; then
+        [ "$(id -u)" = 0 ] || skip "needs root"
+        unshare --net --pid --fork --mount-proc true 2>/dev/null || skip "cannot create namespaces"
+        exec env GRM_TEST_IN_NS=1 unshare --net --pid --fork --mount-proc -- bash "$0" "$@"
+fi
+
+: "${GRMD:?}" "${GRMCTL:?}" "${GRM_ECHO:?}" "${GRM_LOAD:?}"
+ip link set lo up
+WORK=$(mktemp -d /tmp/grm-test.XXXXXX)
+SOCK=$WORK/grmd.sock
+GRMD_PID=
+TEST_NAME=$(basename "$0" .sh)
+
+cleanup() {
+        local rc=$?
+        if [ -n "$GRMD_PID" ] && kill -0 "$GRMD_PID" 2>/dev/null; then
+                kill -KILL "$GRMD_PID" 2>/dev/null || true
+        fi
+        if [ $rc -ne 0 ] && [ $rc -ne 77 ] && [ -f "$WORK/grmd.log" ]; then
+                echo "--- grmd log ---"
+                tail -n 60 "$WORK/grmd.log"
+        fi
+        rm -rf "$WORK"
+        # Leaving the PID namespace kills whatever is left in it.
+}
+trap cleanup EXIT
+
+fail() {
+        echo "FAIL: $*"
+        exit 1
+}
+
+ok() {
+        echo "ok: $*"
+}
+
+grmctl() {
+        "$GRMCTL" -s "$SOCK" "$@"
+}
+
+status_json() {
+        grmctl status --json
+}
+
+# wait_for SECONDS JQ-FILTER: polls grmctl status --json until the filter yields true.
+wait_for() {
+        local secs=$1 filter=$2 i
+        for i in $(seq $((secs * 20))); do
+                if status_json 2>/dev/null | jq -e "$filter" >/dev/null 2>&1; then
+                        return 0
+                fi
+                sleep 0.05
+        done
+        echo "timed out after ${secs}s waiting for: $filter"
+        status_json 2>/dev/null || true
+        return 1
+}
+
+# start_grmd GRMD-ARGS... -- COMMAND...: starts grmd in the background with the control socket
+# at $SOCK and waits until generation 1 works (unless GRM_NO_WAIT=1).
+start_grmd() {
+        "$GRMD" --control "$SOCK" "$@" >"$WORK/grmd.log" 2>&1 &
+        GRMD_PID=$!
+        if [ "${GRM_NO_WAIT:-}" != 1 ]; then
+                wait_for 10 '.grmd.working == 1' || fail "generation 1 did not start"
+        fi
+}
+
+stop_grmd() {
+        kill -TERM "$GRMD_PID"
+        local rc=0
+        wait "$GRMD_PID" || rc=$?
+        GRMD_PID=
+        return $rc
+}
+
+# generation_field GEN FIELD
+generation_field() {
+        status_json | jq -r --argjson g "$1" ".generations[] | select(.generation == \$g) | .$2"
+}
+
+# send_udp ADDR PORT PAYLOAD: one datagram, prints the reply (empty on timeout).
+send_udp() {
+        "$GRM_LOAD" --json -f 1 -r 10 -d 0.1 -g 500 "$1:$2" 2>/dev/null | jq -r '.generations[0].generation // empty'
+}
+
+# expect_rc WANT COMMAND...: runs COMMAND, fails unless it exits with WANT.
+expect_rc() {
+        local want=$1 rc=0
+        shift
+        "$@" >"$WORK/out" 2>&1 || rc=$?
+        if [ "$rc" != "$want" ]; then
+                cat "$WORK/out"
+                fail "'$*' exited $rc, expected $want"
+        fi
+}
