@@ -20,8 +20,10 @@
 /* "No slot": no working (or no pending) generation. */
 #define GRM_SLOT_NONE           0xffffffffU
 
-/* A flow entry's last-seen time is refreshed at most this often (ns), to keep the hot path from
- * writing the shared entry on every packet. The flow timeout is therefore accurate to ±1 s. */
+/* A flow entry's last-seen time is refreshed at most this often (ns), and at least twice per flow
+ * timeout, to keep the hot path from writing the shared entry on every packet. An idle flow
+ * therefore expires after between max(timeout - 1 s, timeout / 2) and timeout of idleness; a flow
+ * that never pauses longer than that never expires. */
 #define GRM_FLOW_TOUCH_NS       1000000000ULL
 
 enum grm_dissector {

@@ -185,7 +185,12 @@ int grm_steer(struct sk_reuseport_md *ctx) {
                         /* the owning socket was closed: its instance is gone */
                         verdict = GRM_STAT_FLOW_STALE;
                 else {
-                        if (now > last && now - last >= GRM_FLOW_TOUCH_NS)
+                        /* Refresh well within the timeout, or a busy flow "expires". */
+                        __u64 touch_ns = cfg->flow_timeout_ns / 2;
+
+                        if (touch_ns > GRM_FLOW_TOUCH_NS)
+                                touch_ns = GRM_FLOW_TOUCH_NS;
+                        if (now > last && now - last >= touch_ns)
                                 flow->last_seen_ns = now;
                         return finish(GRM_STAT_FLOW_EXISTING, slot, SK_PASS);
                 }
