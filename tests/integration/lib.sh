@@ -94,9 +94,16 @@ generation_field() {
         status_json | jq -r --argjson g "$1" ".generations[] | select(.generation == \$g) | .$2"
 }
 
-# send_udp ADDR PORT PAYLOAD: one datagram, prints the reply (empty on timeout).
+# send_udp ADDR PORT: one short new flow (a source port never used before in this test);
+# prints the generation that answered it (empty if none did).
+# (It is called in $(...) subshells, so the port counter lives in a file.)
+echo 50000 >"$WORK/send-udp-port"
 send_udp() {
-        "$GRM_LOAD" --json -f 1 -r 10 -d 0.1 -g 500 "$1:$2" 2>/dev/null | jq -r '.generations[0].generation // empty'
+        local port
+        port=$(($(cat "$WORK/send-udp-port") + 1))
+        echo "$port" >"$WORK/send-udp-port"
+        "$GRM_LOAD" --json -f 1 -r 10 -d 0.1 -g 500 --ports "$port-$port" "$1:$2" 2>/dev/null |
+                jq -r '.generations[0].generation // empty'
 }
 
 # expect_rc WANT COMMAND...: runs COMMAND, fails unless it exits with WANT.

@@ -12,14 +12,17 @@ RESTARTS=${RESTARTS:-5}
 start_grmd --listen "$LISTEN" --dissector "$DISSECTOR" --sockets-per-generation 2 --drain-timeout 20 \
         -- "$GRM_ECHO" --idle-exit 0.5
 
-"$GRM_LOAD" --json -f 300 -r 10000 -d $((RESTARTS * 2 + 2)) -l 1 "$TARGET" >"$WORK/load.json" 2>"$WORK/load.err" &
+# Distinct source ports for every flow of the run (and for each probe below): a reused port
+# would be the same flow to grm, not a new one.
+"$GRM_LOAD" --json -f 300 -r 10000 -d $((RESTARTS * 2 + 2)) -l 1 --ports 20000-39999 "$TARGET" >"$WORK/load.json" 2>"$WORK/load.err" &
 load=$!
 sleep 1
 for i in $(seq "$RESTARTS"); do
         out=$(grmctl restart --json) || fail "restart $i: $out"
         gen=$(jq -r .result.generation <<<"$out")
         [ "$gen" = $((i + 1)) ] || fail "restart $i made generation $gen"
-        probe=$("$GRM_LOAD" --json -f 20 -r 400 -d 0.5 --expect-generation "$gen" "$TARGET") ||
+        probe=$("$GRM_LOAD" --json -f 20 -r 400 -d 0.5 --ports $((40000 + i * 50))-$((40049 + i * 50)) \
+                --expect-generation "$gen" "$TARGET") ||
                 fail "new flows after restart $i did not all land on generation $gen: $probe"
         sleep 1.4
 done

@@ -1,0 +1,824 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * grm-echo: the example application grm restarts. It is a plain socket-activated UDP echo
+ * service: it takes its datagram sockets from LISTEN_FDS (and/or opens its own with --listen),
+ * reports READY=1 with sd_notify(), and answers every datagram from the socket it arrived on
+ * with the same payload followed by " gen=<N> pid=<PID>\n", so a client can tell which
+ * generation served it. On SIGTERM/SIGINT (or --drain-signal) it drains: it keeps answering and
+ * exits 0 once no datagram has arrived for --idle-exit seconds.
+ *
+ * Owns: its sockets, one epoll loop (sockets + signalfd), the start/drain state machine and the
+ * test knobs the integration tests use to simulate slow, failing and crashing applications.
+ * Invariants: a reply never exceeds 65507 bytes; a bad datagram is answered or skipped, never
+ * fatal; READY=1 is sent at most once and never after draining started.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "tools-util.h"
+
+#define RECV_BATCH 64
+#define DGRAM_BUF_SIZE 65536         /* larger than any UDP payload */
+#define REPLY_MAX 65507              /* largest payload of an IPv4 UDP datagram */
+#define TRAILER_MAX 64
+#define FAIL_START_DELAY_NSEC (50 * NSEC_PER_SEC / 1000)
+#define LISTEN_BUFFER_BYTES (4 * 1024 * 1024)
+#define SEND_RETRY_MSEC 5
+#define SIGNAL_TOKEN UINT64_MAX
+
+enum {
+        EXIT_USAGE = 2,
+};
+
+typedef enum EchoState {
+        STATE_STARTING,  /* before READY=1 (or ERRNO=, or never with --never-ready) */
+        STATE_SERVING,
+        STATE_FAILED,    /* sent ERRNO=: keeps running, answers nothing */
+        STATE_DRAINING,
+} EchoState;
+
+typedef struct EchoSocket {
+        int fd;
+        bool pktinfo;  /* bound to a wildcard address: reply from the address the datagram hit */
+} EchoSocket;
+
+typedef union ControlBuffer {
+        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
+        struct cmsghdr align;
+} ControlBuffer;
+
+typedef struct Echo {
+        EchoSocket *sockets;
+        size_t n_sockets;
+        int epoll_fd;
+        int signal_fd;
+
+        uint64_t generation;
+        pid_t pid;
+        char trailer[TRAILER_MAX];
+        size_t trailer_len;
+
+        EchoState state;
+        uint64_t start_nsec;
+        uint64_t ready_at_nsec;
+        uint64_t crash_at_nsec;      /* 0: no crash scheduled */
+        uint64_t drain_start_nsec;
+        uint64_t last_rx_nsec;
+
+        uint64_t n_answered;
+        uint64_t n_dropped;
+
+        /* recvmmsg()/sendmmsg() batch: replies are built in place in the receive buffers. */
+        struct mmsghdr msgs[RECV_BATCH];
+        struct iovec iovs[RECV_BATCH];
+        struct sockaddr_storage peers[RECV_BATCH];
+        ControlBuffer ctl_in[RECV_BATCH];
+        ControlBuffer ctl_out[RECV_BATCH];
+        uint8_t *bufs;
+} Echo;
+
+static char **arg_listen = NULL;
+static size_t arg_n_listen = 0;
+static sigset_t arg_drain_signals;
+static uint64_t arg_idle_exit_nsec = 2 * NSEC_PER_SEC;
+static uint64_t arg_max_drain_nsec = 0;
+static uint64_t arg_start_delay_nsec = 0;
+static bool arg_fail_start = false;
+static int arg_errno = 0;
+static bool arg_never_ready = false;
+static bool arg_ignore_drain = false;
+static uint64_t arg_crash_after_nsec = 0;
+static bool arg_crash = false;
+
+static void arg_listen_freep(char ***p) {
+        for (size_t i = 0; i < arg_n_listen; i++)
+                free((*p)[i]);
+        free(*p);
+}
+
+static void echo_free(Echo *e) {
+        if (!e)
+                return;
+        for (size_t i = 0; i < e->n_sockets; i++)
+                safe_close(e->sockets[i].fd);
+        free(e->sockets);
+        safe_close(e->epoll_fd);
+        safe_close(e->signal_fd);
+        free(e->bufs);
+        free(e);
+}
+
+static void echo_freep(Echo **e) {
+        echo_free(*e);
+}
+
+static void log_state(const Echo *e, const char *fmt, ...) _printf_(2, 3);
+static void log_state(const Echo *e, const char *fmt, ...) {
+        char msg[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "grm-echo gen %" PRIu64 " pid %d: %s\n", e->generation, (int) e->pid, msg);
+}
+
+/* Prints "grm-echo: MESSAGE" with %m meaning -r, returns r. */
+static int log_errno(int r, const char *fmt, ...) _printf_(2, 3);
+static int log_errno(int r, const char *fmt, ...) {
+        va_list ap;
+
+        fputs("grm-echo: ", stderr);
+        errno = -r;
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return r;
+}
+
+static int help(void) {
+        printf("Usage: %s [OPTIONS]\n"
+               "\n"
+               "UDP echo service for grm. Answers every datagram, from the socket it arrived on,\n"
+               "with its payload followed by \" gen=<N> pid=<PID>\\n\" (the payload is truncated so\n"
+               "that the reply fits in 65507 bytes). Sockets come from socket activation\n"
+               "(LISTEN_FDS/LISTEN_PID) and/or --listen. Sends READY=1 with sd_notify() when set\n"
+               "up. On SIGTERM, SIGINT or a --drain-signal it drains: sends STOPPING=1, keeps\n"
+               "answering, and exits 0 once no datagram arrived for --idle-exit seconds.\n"
+               "\n"
+               "Options:\n"
+               "  -h --help                Show this help and exit\n"
+               "     --version             Show the version and exit\n"
+               "  -l --listen ADDR:PORT    Also open a UDP socket with SO_REUSEPORT on ADDR:PORT\n"
+               "                           (127.0.0.1:9000, [::1]:9000); may be repeated\n"
+               "     --drain-signal SIG    Also drain on SIG (name like SIGUSR2, or number);\n"
+               "                           may be repeated\n"
+               "     --idle-exit SEC       Drain ends after SEC seconds without datagrams\n"
+               "                           (default 2, fractions allowed)\n"
+               "     --max-drain SEC       Drain ends at most SEC seconds after it started\n"
+               "                           (default 0: no limit)\n"
+               "\n"
+               "Test knobs:\n"
+               "     --start-delay SEC     Wait SEC seconds before READY=1\n"
+               "     --fail-start          Exit 1 after 50 ms instead of sending READY=1\n"
+               "     --errno N             Send ERRNO=N instead of READY=1, then keep running\n"
+               "                           without answering\n"
+               "     --never-ready         Never send READY=1, but keep answering\n"
+               "     --ignore-drain        Ignore SIGTERM, SIGINT and the drain signals entirely\n"
+               "     --crash-after SEC     abort() (SIGABRT) SEC seconds after READY=1\n"
+               "\n"
+               "Environment:\n"
+               "  GRM_GENERATION           Generation number put in replies (default 0)\n"
+               "  LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, NOTIFY_SOCKET: as set by systemd/grmd\n"
+               "\n"
+               "Exit status: 0 drained, 1 setup error or --fail-start, 2 usage error.\n",
+               program_invocation_short_name);
+        return 0;
+}
+
+static int usage_error(const char *fmt, ...) _printf_(1, 2);
+static int usage_error(const char *fmt, ...) {
+        va_list ap;
+
+        fprintf(stderr, "%s: ", program_invocation_short_name);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return -EINVAL;
+}
+
+static int parse_seconds_arg(const char *opt, const char *value, uint64_t *ret) {
+        if (parse_seconds(value, 1e6, ret) < 0)
+                return usage_error("%s: invalid number of seconds '%s'", opt, value);
+        return 0;
+}
+
+/* Returns > 0 to continue, 0 to exit successfully (--help, --version), < 0 on usage error. */
+static int parse_argv(int argc, char *argv[]) {
+        enum {
+                ARG_VERSION = 0x100,
+                ARG_DRAIN_SIGNAL,
+                ARG_IDLE_EXIT,
+                ARG_MAX_DRAIN,
+                ARG_START_DELAY,
+                ARG_FAIL_START,
+                ARG_ERRNO,
+                ARG_NEVER_READY,
+                ARG_IGNORE_DRAIN,
+                ARG_CRASH_AFTER,
+        };
+        static const struct option options[] = {
+                { "help",         no_argument,       NULL, 'h'              },
+                { "version",      no_argument,       NULL, ARG_VERSION      },
+                { "listen",       required_argument, NULL, 'l'              },
+                { "drain-signal", required_argument, NULL, ARG_DRAIN_SIGNAL },
+                { "idle-exit",    required_argument, NULL, ARG_IDLE_EXIT    },
+                { "max-drain",    required_argument, NULL, ARG_MAX_DRAIN    },
+                { "start-delay",  required_argument, NULL, ARG_START_DELAY  },
+                { "fail-start",   no_argument,       NULL, ARG_FAIL_START   },
+                { "errno",        required_argument, NULL, ARG_ERRNO        },
+                { "never-ready",  no_argument,       NULL, ARG_NEVER_READY  },
+                { "ignore-drain", no_argument,       NULL, ARG_IGNORE_DRAIN },
+                { "crash-after",  required_argument, NULL, ARG_CRASH_AFTER  },
+                {}
+        };
+        uint64_t u;
+        int c, sig, r;
+
+        sigemptyset(&arg_drain_signals);
+        sigaddset(&arg_drain_signals, SIGTERM);
+        sigaddset(&arg_drain_signals, SIGINT);
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":hl:", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return help();
+                case ARG_VERSION:
+                        printf("grm-echo %s\n", GRM_VERSION);
+                        return 0;
+                case 'l': {
+                        char host[NI_MAXHOST], **l;
+                        uint16_t port;
+
+                        if (split_host_port(optarg, true, host, sizeof(host), &port) < 0)
+                                return usage_error("--listen: expected ADDR:PORT or [ADDR]:PORT, got '%s'",
+                                                   optarg);
+                        l = realloc(arg_listen, (arg_n_listen + 1) * sizeof(char *));
+
+                        if (!l)
+                                return -ENOMEM;
+                        arg_listen = l;
+                        arg_listen[arg_n_listen] = strdup(optarg);
+                        if (!arg_listen[arg_n_listen])
+                                return -ENOMEM;
+                        arg_n_listen++;
+                        break;
+                }
+                case ARG_DRAIN_SIGNAL:
+                        if (parse_signal(optarg, &sig) < 0)
+                                return usage_error("--drain-signal: unknown or uncatchable signal '%s'",
+                                                   optarg);
+                        sigaddset(&arg_drain_signals, sig);
+                        break;
+                case ARG_IDLE_EXIT:
+                        r = parse_seconds_arg("--idle-exit", optarg, &arg_idle_exit_nsec);
+                        if (r < 0)
+                                return r;
+                        break;
+                case ARG_MAX_DRAIN:
+                        r = parse_seconds_arg("--max-drain", optarg, &arg_max_drain_nsec);
+                        if (r < 0)
+                                return r;
+                        break;
+                case ARG_START_DELAY:
+                        r = parse_seconds_arg("--start-delay", optarg, &arg_start_delay_nsec);
+                        if (r < 0)
+                                return r;
+                        break;
+                case ARG_FAIL_START:
+                        arg_fail_start = true;
+                        break;
+                case ARG_ERRNO:
+                        if (parse_u64_range(optarg, 1, 4095, &u) < 0)
+                                return usage_error("--errno: expected an errno number 1..4095, got '%s'",
+                                                   optarg);
+                        arg_errno = (int) u;
+                        break;
+                case ARG_NEVER_READY:
+                        arg_never_ready = true;
+                        break;
+                case ARG_IGNORE_DRAIN:
+                        arg_ignore_drain = true;
+                        break;
+                case ARG_CRASH_AFTER:
+                        r = parse_seconds_arg("--crash-after", optarg, &arg_crash_after_nsec);
+                        if (r < 0)
+                                return r;
+                        arg_crash = true;
+                        break;
+                case ':':
+                        return usage_error("option '%s' needs an argument", argv[optind - 1]);
+                case '?':
+                        if (optopt)
+                                return usage_error("unknown option '-%c'", optopt);
+                        return usage_error("unknown option '%s'", argv[optind - 1]);
+                default:
+                        return usage_error("unexpected option");
+                }
+
+        if (optind < argc)
+                return usage_error("unexpected argument '%s'", argv[optind]);
+        if (arg_fail_start + (arg_errno > 0) + arg_never_ready > 1)
+                return usage_error("--fail-start, --errno and --never-ready exclude each other");
+
+        return 1;
+}
+
+/* A socket bound to 0.0.0.0 or :: answers from the address each datagram was sent to. */
+static int socket_wants_pktinfo(int fd, bool *ret) {
+        struct sockaddr_storage ss = {};
+        socklen_t len = sizeof(ss);
+        int one = 1;
+
+        *ret = false;
+        if (getsockname(fd, (struct sockaddr *) &ss, &len) < 0)
+                return negative_errno();
+
+        if (ss.ss_family == AF_INET) {
+                if (((struct sockaddr_in *) &ss)->sin_addr.s_addr != htonl(INADDR_ANY))
+                        return 0;
+                if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) < 0)
+                        return negative_errno();
+        } else if (ss.ss_family == AF_INET6) {
+                if (!IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *) &ss)->sin6_addr))
+                        return 0;
+                if (setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) < 0)
+                        return negative_errno();
+        } else
+                return 0;
+
+        *ret = true;
+        return 0;
+}
+
+static int echo_add_socket(Echo *e, int fd) {
+        EchoSocket *s;
+        bool pktinfo = false;
+        int r;
+
+        r = socket_wants_pktinfo(fd, &pktinfo);
+        if (r < 0)
+                return r;
+
+        s = realloc(e->sockets, (e->n_sockets + 1) * sizeof(EchoSocket));
+        if (!s)
+                return -ENOMEM;
+        e->sockets = s;
+        e->sockets[e->n_sockets++] = (EchoSocket) { .fd = fd, .pktinfo = pktinfo };
+        return 0;
+}
+
+static int open_listen_socket(const char *spec, int *ret_fd) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_storage ss;
+        socklen_t len;
+        char buf[SOCKADDR_STR_MAX];
+        int one = 1, gai = 0, r;
+
+        r = resolve_udp_address(spec, true, true, &ss, &len, &gai);
+        if (r == -EINVAL) {
+                fprintf(stderr, "grm-echo: --listen: expected ADDR:PORT or [ADDR]:PORT, got '%s'\n", spec);
+                return -EINVAL;
+        }
+        if (r < 0) {
+                fprintf(stderr, "grm-echo: --listen: cannot resolve '%s': %s\n", spec, gai_strerror(gai));
+                return r;
+        }
+
+        fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_UDP);
+        if (fd < 0)
+                return log_errno(negative_errno(), "cannot create socket for %s: %m", spec);
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+                return log_errno(negative_errno(), "cannot set SO_REUSEPORT on %s: %m", spec);
+        /* Best effort: bursts during a restart should not overflow the queue. */
+        (void) socket_set_buffer(fd, SO_RCVBUF, LISTEN_BUFFER_BYTES);
+        (void) socket_set_buffer(fd, SO_SNDBUF, LISTEN_BUFFER_BYTES);
+        if (bind(fd, (struct sockaddr *) &ss, len) < 0)
+                return log_errno(negative_errno(), "cannot bind to %s: %m", spec);
+
+        len = sizeof(ss);
+        if (getsockname(fd, (struct sockaddr *) &ss, &len) >= 0)
+                fprintf(stderr, "grm-echo: listening on %s\n",
+                        format_sockaddr((struct sockaddr *) &ss, buf, sizeof(buf)));
+
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int echo_collect_sockets(Echo *e) {
+        int n, r;
+
+        n = sd_listen_fds(1);
+        if (n < 0) {
+                fprintf(stderr, "grm-echo: invalid socket activation environment: %s\n", strerror(-n));
+                return n;
+        }
+        for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+                int flags;
+
+                r = sd_is_socket(fd, AF_UNSPEC, SOCK_DGRAM, -1);
+                if (r <= 0) {
+                        fprintf(stderr, "grm-echo: passed fd %d is not a datagram socket, ignoring it\n", fd);
+                        continue;
+                }
+                flags = fcntl(fd, F_GETFL);
+                if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                        return log_errno(negative_errno(), "cannot make fd %d non-blocking: %m", fd);
+                r = echo_add_socket(e, fd);
+                if (r < 0) {
+                        fprintf(stderr, "grm-echo: cannot use fd %d: %s\n", fd, strerror(-r));
+                        return r;
+                }
+        }
+
+        for (size_t i = 0; i < arg_n_listen; i++) {
+                _cleanup_close_ int fd = -EBADF;
+
+                r = open_listen_socket(arg_listen[i], &fd);
+                if (r < 0)
+                        return r;
+                r = echo_add_socket(e, fd);
+                if (r < 0) {
+                        fprintf(stderr, "grm-echo: cannot use socket for %s: %s\n", arg_listen[i], strerror(-r));
+                        return r;
+                }
+                TAKE_FD(fd);
+        }
+
+        if (e->n_sockets == 0) {
+                fprintf(stderr, "grm-echo: no sockets: start me with socket activation (LISTEN_FDS) or --listen\n");
+                return -ENOENT;
+        }
+        return 0;
+}
+
+static int echo_setup_signals(Echo *e) {
+        if (arg_ignore_drain) {
+                for (int sig = 1; sig <= SIGRTMAX; sig++)
+                        if (sigismember(&arg_drain_signals, sig) == 1)
+                                (void) signal(sig, SIG_IGN);
+                return 0;
+        }
+
+        /* A shell starts background jobs with SIGINT ignored; an ignored signal never reaches
+         * the signalfd, so restore the default disposition before blocking. */
+        for (int sig = 1; sig <= SIGRTMAX; sig++)
+                if (sigismember(&arg_drain_signals, sig) == 1)
+                        (void) signal(sig, SIG_DFL);
+        if (sigprocmask(SIG_BLOCK, &arg_drain_signals, NULL) < 0)
+                return negative_errno();
+        e->signal_fd = signalfd(-1, &arg_drain_signals, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (e->signal_fd < 0)
+                return negative_errno();
+        if (epoll_ctl(e->epoll_fd, EPOLL_CTL_ADD, e->signal_fd,
+                      &(struct epoll_event) { .events = EPOLLIN, .data.u64 = SIGNAL_TOKEN }) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int echo_new(Echo **ret) {
+        _cleanup_(echo_freep) Echo *e = NULL;
+        const char *g;
+        int r;
+
+        e = calloc(1, sizeof(Echo));
+        if (!e)
+                return -ENOMEM;
+        e->epoll_fd = e->signal_fd = -EBADF;
+        e->pid = getpid();
+
+        g = getenv("GRM_GENERATION");
+        if (g && *g && parse_u64_range(g, 0, UINT64_MAX, &e->generation) < 0) {
+                fprintf(stderr, "grm-echo: invalid GRM_GENERATION='%s', expected a decimal number\n", g);
+                return -EINVAL;
+        }
+        r = snprintf(e->trailer, sizeof(e->trailer), " gen=%" PRIu64 " pid=%d\n", e->generation, (int) e->pid);
+        e->trailer_len = (size_t) r;
+
+        e->bufs = malloc((size_t) RECV_BATCH * DGRAM_BUF_SIZE);
+        if (!e->bufs)
+                return -ENOMEM;
+
+        e->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        if (e->epoll_fd < 0)
+                return negative_errno();
+
+        *ret = TAKE_PTR(e);
+        return 0;
+}
+
+/* The control message of a reply: send it from the local address the datagram was sent to. */
+static size_t reply_control(struct msghdr *in, ControlBuffer *out) {
+        struct cmsghdr *c, *o;
+
+        for (c = CMSG_FIRSTHDR(in); c; c = CMSG_NXTHDR(in, c)) {
+                if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+                    c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+                        struct in_pktinfo pi;
+
+                        memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+                        /* ipi_spec_dst is the local address the kernel would answer from. */
+                        pi = (struct in_pktinfo) { .ipi_spec_dst = pi.ipi_spec_dst };
+                        memset(out, 0, sizeof(*out));
+                        o = (struct cmsghdr *) out->buf;
+                        o->cmsg_level = IPPROTO_IP;
+                        o->cmsg_type = IP_PKTINFO;
+                        o->cmsg_len = CMSG_LEN(sizeof(pi));
+                        memcpy(CMSG_DATA(o), &pi, sizeof(pi));
+                        return CMSG_SPACE(sizeof(pi));
+                }
+                if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+                    c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+                        struct in6_pktinfo pi;
+
+                        memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+                        if (IN6_IS_ADDR_MULTICAST(&pi.ipi6_addr))
+                                return 0;
+                        if (!IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr))
+                                pi.ipi6_ifindex = 0;
+                        memset(out, 0, sizeof(*out));
+                        o = (struct cmsghdr *) out->buf;
+                        o->cmsg_level = IPPROTO_IPV6;
+                        o->cmsg_type = IPV6_PKTINFO;
+                        o->cmsg_len = CMSG_LEN(sizeof(pi));
+                        memcpy(CMSG_DATA(o), &pi, sizeof(pi));
+                        return CMSG_SPACE(sizeof(pi));
+                }
+        }
+        return 0;
+}
+
+/* Sends msgs[0..n) on fd. Per-datagram errors skip that datagram; a full queue waits a little. */
+static void echo_send_batch(Echo *e, int fd, unsigned n) {
+        unsigned off = 0;
+        bool waited = false;
+
+        while (off < n) {
+                int r = sendmmsg(fd, e->msgs + off, n - off, MSG_DONTWAIT);
+
+                if (r > 0) {
+                        off += (unsigned) r;
+                        e->n_answered += (uint64_t) r;
+                        continue;
+                }
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0 && (errno == EAGAIN || errno == ENOBUFS) && !waited) {
+                        waited = true;
+                        (void) poll(&(struct pollfd) { .fd = fd, .events = POLLOUT }, 1, SEND_RETRY_MSEC);
+                        continue;
+                }
+                if (r < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
+                        e->n_dropped += n - off;  /* still full: give up on this batch */
+                        return;
+                }
+                /* This datagram cannot be answered (unreachable peer, bad address): skip it. */
+                e->n_dropped++;
+                off++;
+        }
+}
+
+static void echo_serve(Echo *e, EchoSocket *s) {
+        /* Bounded, so that one busy socket cannot starve the others or the signal fd. */
+        for (unsigned round = 0; round < 16; round++) {
+                int n;
+
+                for (unsigned i = 0; i < RECV_BATCH; i++) {
+                        e->iovs[i] = (struct iovec) {
+                                .iov_base = e->bufs + (size_t) i * DGRAM_BUF_SIZE,
+                                .iov_len = DGRAM_BUF_SIZE,
+                        };
+                        e->msgs[i].msg_hdr = (struct msghdr) {
+                                .msg_name = &e->peers[i],
+                                .msg_namelen = sizeof(e->peers[i]),
+                                .msg_iov = &e->iovs[i],
+                                .msg_iovlen = 1,
+                                .msg_control = s->pktinfo ? e->ctl_in[i].buf : NULL,
+                                .msg_controllen = s->pktinfo ? sizeof(e->ctl_in[i].buf) : 0,
+                        };
+                }
+
+                n = recvmmsg(s->fd, e->msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
+                if (n <= 0)
+                        return; /* EAGAIN, or an error we can do nothing about: epoll tells us again */
+
+                e->last_rx_nsec = now_nsec();
+
+                for (int i = 0; i < n; i++) {
+                        struct msghdr *h = &e->msgs[i].msg_hdr;
+                        size_t len = e->msgs[i].msg_len, keep;
+                        uint8_t *buf = e->iovs[i].iov_base;
+
+                        if (len > DGRAM_BUF_SIZE)
+                                len = DGRAM_BUF_SIZE;
+                        keep = len < REPLY_MAX - e->trailer_len ? len : REPLY_MAX - e->trailer_len;
+                        memcpy(buf + keep, e->trailer, e->trailer_len);
+                        e->iovs[i].iov_len = keep + e->trailer_len;
+
+                        h->msg_flags = 0;
+                        if (s->pktinfo && h->msg_controllen > 0) {
+                                size_t cl = reply_control(h, &e->ctl_out[i]);
+
+                                h->msg_control = cl > 0 ? e->ctl_out[i].buf : NULL;
+                                h->msg_controllen = cl;
+                        } else {
+                                h->msg_control = NULL;
+                                h->msg_controllen = 0;
+                        }
+                }
+
+                echo_send_batch(e, s->fd, (unsigned) n);
+
+                if (n < RECV_BATCH)
+                        return;
+        }
+}
+
+static void echo_start_drain(Echo *e, int sig) {
+        char name[32];
+        uint64_t now = now_nsec();
+
+        if (e->state == STATE_DRAINING) {
+                log_state(e, "already draining, ignoring %s", format_signal(sig, name, sizeof(name)));
+                return;
+        }
+
+        e->state = STATE_DRAINING;
+        e->drain_start_nsec = now;
+        if (e->last_rx_nsec < now)
+                e->last_rx_nsec = now; /* the idle time counts from the start of the drain */
+        (void) sd_notifyf(0, "STOPPING=1\nSTATUS=Draining %zu sockets, generation %" PRIu64,
+                          e->n_sockets, e->generation);
+        log_state(e, "draining on %s (exit after %.3f s idle%s)",
+                  format_signal(sig, name, sizeof(name)), (double) arg_idle_exit_nsec / NSEC_PER_SEC,
+                  arg_max_drain_nsec > 0 ? ", bounded by --max-drain" : "");
+}
+
+static void echo_handle_signals(Echo *e) {
+        struct signalfd_siginfo si;
+
+        while (read(e->signal_fd, &si, sizeof(si)) == sizeof(si))
+                echo_start_drain(e, (int) si.ssi_signo);
+}
+
+/*
+ * Runs what is due at now. Returns 1 to keep running, 0 or a positive exit code through
+ * *ret_exit when the process should end.
+ */
+static int echo_run_timers(Echo *e, uint64_t now, int *ret_exit) {
+        if (e->state == STATE_STARTING && now >= e->ready_at_nsec) {
+                if (arg_fail_start) {
+                        log_state(e, "failing start as requested (--fail-start)");
+                        *ret_exit = EXIT_FAILURE;
+                        return 0;
+                }
+                if (arg_errno > 0) {
+                        (void) sd_notifyf(0, "ERRNO=%i\nSTATUS=Failed to start: %s", arg_errno, strerror(arg_errno));
+                        log_state(e, "reported ERRNO=%i, not answering", arg_errno);
+                        e->state = STATE_FAILED;
+                } else if (arg_never_ready) {
+                        log_state(e, "serving, but never sending READY=1 (--never-ready)");
+                        e->state = STATE_SERVING;
+                } else {
+                        (void) sd_notifyf(0, "READY=1\nSTATUS=Serving %zu sockets, generation %" PRIu64,
+                                          e->n_sockets, e->generation);
+                        e->state = STATE_SERVING;
+                }
+                if (arg_crash)
+                        e->crash_at_nsec = now + arg_crash_after_nsec;
+        }
+
+        if (e->crash_at_nsec > 0 && now >= e->crash_at_nsec) {
+                log_state(e, "crashing as requested (--crash-after)");
+                /* A simulated crash: no core file to clean up after. */
+                (void) setrlimit(RLIMIT_CORE, &(struct rlimit) { 0, 0 });
+                abort();
+        }
+
+        if (e->state == STATE_DRAINING) {
+                if (now >= e->last_rx_nsec + arg_idle_exit_nsec) {
+                        log_state(e, "drained, exiting (%" PRIu64 " datagrams answered, %" PRIu64 " dropped)",
+                                  e->n_answered, e->n_dropped);
+                        *ret_exit = EXIT_SUCCESS;
+                        return 0;
+                }
+                if (arg_max_drain_nsec > 0 && now >= e->drain_start_nsec + arg_max_drain_nsec) {
+                        log_state(e, "drain deadline reached, exiting (%" PRIu64 " datagrams answered, %" PRIu64 " dropped)",
+                                  e->n_answered, e->n_dropped);
+                        *ret_exit = EXIT_SUCCESS;
+                        return 0;
+                }
+        }
+        return 1;
+}
+
+/* Milliseconds until the next timer is due, rounded up; -1 if nothing is scheduled. */
+static int echo_next_timeout_ms(const Echo *e, uint64_t now) {
+        uint64_t next = UINT64_MAX;
+
+        if (e->state == STATE_STARTING)
+                next = e->ready_at_nsec;
+        if (e->crash_at_nsec > 0 && e->crash_at_nsec < next)
+                next = e->crash_at_nsec;
+        if (e->state == STATE_DRAINING) {
+                uint64_t idle = e->last_rx_nsec + arg_idle_exit_nsec;
+
+                if (idle < next)
+                        next = idle;
+                if (arg_max_drain_nsec > 0 && e->drain_start_nsec + arg_max_drain_nsec < next)
+                        next = e->drain_start_nsec + arg_max_drain_nsec;
+        }
+        if (next == UINT64_MAX)
+                return -1;
+        if (next <= now)
+                return 0;
+        next = (next - now + NSEC_PER_SEC / 1000 - 1) / (NSEC_PER_SEC / 1000);
+        return next > INT32_MAX ? INT32_MAX : (int) next;
+}
+
+static int echo_run(Echo *e) {
+        struct epoll_event events[64];
+
+        e->start_nsec = now_nsec();
+        e->state = STATE_STARTING;
+        e->ready_at_nsec = e->start_nsec + arg_start_delay_nsec + (arg_fail_start ? FAIL_START_DELAY_NSEC : 0);
+
+        for (;;) {
+                uint64_t now = now_nsec();
+                int n, exit_code = 0;
+
+                if (echo_run_timers(e, now, &exit_code) == 0)
+                        return exit_code;
+
+                n = epoll_wait(e->epoll_fd, events, ELEMENTSOF(events), echo_next_timeout_ms(e, now));
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        fprintf(stderr, "grm-echo: epoll_wait(): %m\n");
+                        return EXIT_FAILURE;
+                }
+
+                for (int i = 0; i < n; i++) {
+                        if (events[i].data.u64 == SIGNAL_TOKEN)
+                                echo_handle_signals(e);
+                        else if (e->state != STATE_FAILED && events[i].data.u64 < e->n_sockets)
+                                echo_serve(e, &e->sockets[events[i].data.u64]);
+                }
+        }
+}
+
+int main(int argc, char *argv[]) {
+        _cleanup_(echo_freep) Echo *e = NULL;
+        _cleanup_(arg_listen_freep) char **listen_cleanup = NULL;
+        int r;
+
+        r = parse_argv(argc, argv);
+        listen_cleanup = arg_listen;
+        if (r == -ENOMEM) {
+                fprintf(stderr, "grm-echo: out of memory\n");
+                return EXIT_FAILURE;
+        }
+        if (r < 0)
+                return EXIT_USAGE;
+        if (r == 0)
+                return EXIT_SUCCESS;
+
+        r = echo_new(&e);
+        if (r < 0) {
+                if (r != -EINVAL)
+                        fprintf(stderr, "grm-echo: setup failed: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+
+        r = echo_collect_sockets(e);
+        if (r < 0)
+                return EXIT_FAILURE;
+
+        r = echo_setup_signals(e);
+        if (r < 0) {
+                fprintf(stderr, "grm-echo: cannot set up signal handling: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+
+        /* With --errno the instance answers nothing, so its sockets are not even watched. */
+        if (arg_errno == 0)
+                for (size_t i = 0; i < e->n_sockets; i++)
+                        if (epoll_ctl(e->epoll_fd, EPOLL_CTL_ADD, e->sockets[i].fd,
+                                      &(struct epoll_event) { .events = EPOLLIN, .data.u64 = i }) < 0) {
+                                fprintf(stderr, "grm-echo: cannot watch socket fd %d: %m\n", e->sockets[i].fd);
+                                return EXIT_FAILURE;
+                        }
+
+        log_state(e, "serving %zu sockets", e->n_sockets);
+        return echo_run(e);
+}
