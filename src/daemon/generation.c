@@ -352,7 +352,7 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
         for (unsigned gi = 0; gi < m->n_groups; gi++)
                 for (unsigned k = 0; k < per_group; k++) {
                         int *fd = &g->fds[gi * per_group + k];
-                        r = group_open_socket(&m->groups[gi], fd);
+                        r = group_open_socket(&m->groups[gi], config->receive_buffer, fd);
                         if (r < 0) {
                                 r = log_error_errno(r, "Failed to open socket for generation %" PRIu32 " on %s: %m",
                                                     gen, m->groups[gi].address);

@@ -23,6 +23,7 @@ static void help(void) {
                "  -c --config FILE                 config file (re-read at every restart)\n"
                "  -l --listen udp:ADDR:PORT        open and manage this address (repeatable)\n"
                "  -C --control PATH                control socket (default $RUNTIME_DIRECTORY/grmd.sock)\n"
+               "     --receive-buffer BYTES        SO_RCVBUF of every socket grmd opens (K, M, G)\n"
                "     --dissector none|flow         how existing flows are recognised (default flow)\n"
                "     --sockets-per-generation N    sockets per address for each instance (default 1)\n"
                "     --flow-table-size N           flow table entries (default 65536)\n"
@@ -41,6 +42,7 @@ static void help(void) {
 enum {
         ARG_VERSION = 0x100,
         ARG_DISSECTOR,
+        ARG_RECEIVE_BUFFER,
         ARG_SOCKETS,
         ARG_FLOW_TABLE,
         ARG_FLOW_TIMEOUT,
@@ -59,6 +61,7 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 { "listen", required_argument, NULL, 'l' },
                 { "control", required_argument, NULL, 'C' },
                 { "dissector", required_argument, NULL, ARG_DISSECTOR },
+                { "receive-buffer", required_argument, NULL, ARG_RECEIVE_BUFFER },
                 { "sockets-per-generation", required_argument, NULL, ARG_SOCKETS },
                 { "flow-table-size", required_argument, NULL, ARG_FLOW_TABLE },
                 { "flow-timeout", required_argument, NULL, ARG_FLOW_TIMEOUT },
@@ -111,6 +114,12 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                         if (r < 0)
                                 return log_error_errno(r, "Invalid --dissector '%s' (none or flow).", optarg);
                         c->dissector = r;
+                        break;
+                case ARG_RECEIVE_BUFFER:
+                        r = parse_size(optarg, CONFIG_BUFFER_MIN, CONFIG_BUFFER_MAX, &u);
+                        if (r < 0)
+                                return log_error_errno(r, "Invalid --receive-buffer '%s' (4096..1G, K/M/G suffixes).", optarg);
+                        c->receive_buffer = u;
                         break;
                 case ARG_SOCKETS:
                         r = parse_unsigned(optarg, 1, CONFIG_SOCKETS_MAX, &u);

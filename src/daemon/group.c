@@ -69,7 +69,17 @@ int group_from_fd(int fd, const char *name, Group *ret) {
         return 0;
 }
 
-int group_listen(const char *address, Group *ret) {
+/* As root the configured size is set even above net.core.rmem_max. */
+static int set_receive_buffer(int fd, uint64_t bytes) {
+        int value = (int) bytes;
+
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &value, sizeof(value)) < 0 &&
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, sizeof(value)) < 0)
+                return negative_errno();
+        return 0;
+}
+
+int group_listen(const char *address, uint64_t receive_buffer, Group *ret) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_storage sa;
         socklen_t sa_len;
@@ -87,6 +97,11 @@ int group_listen(const char *address, Group *ret) {
                 /* "[::]" means dual-stack, as systemd's BindIPv6Only=default does. */
                 int v6only = 0;
                 (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+        }
+        if (receive_buffer > 0) {
+                r = set_receive_buffer(fd, receive_buffer);
+                if (r < 0)
+                        return r;
         }
         if (bind(fd, (struct sockaddr *) &sa, sa_len) < 0)
                 return negative_errno();
@@ -132,7 +147,7 @@ static int copy_buffer_size(int from, int to, int option, int force_option) {
         return 0;
 }
 
-int group_open_socket(const Group *g, int *ret_fd) {
+int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd) {
         _cleanup_close_ int fd = -EBADF;
         char device[IFNAMSIZ + 1] = "";
         socklen_t len = sizeof(device) - 1;
@@ -170,7 +185,10 @@ int group_open_socket(const Group *g, int *ret_fd) {
                 if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, strlen(device)) < 0)
                         return negative_errno();
 
-        r = copy_buffer_size(g->fd, fd, SO_RCVBUF, SO_RCVBUFFORCE);
+        if (receive_buffer > 0)
+                r = set_receive_buffer(fd, receive_buffer);
+        else
+                r = copy_buffer_size(g->fd, fd, SO_RCVBUF, SO_RCVBUFFORCE);
         if (r < 0)
                 return r;
         r = copy_buffer_size(g->fd, fd, SO_SNDBUF, SO_SNDBUFFORCE);

@@ -593,7 +593,7 @@ int manager_startup(Manager *m) {
                 m->n_groups++;
         }
         for (size_t i = 0; i < n_listen; i++) {
-                r = group_listen(m->config.listen[i], &m->groups[m->n_groups]);
+                r = group_listen(m->config.listen[i], m->config.receive_buffer, &m->groups[m->n_groups]);
                 if (r < 0)
                         return log_error_errno(r, "Failed to listen on %s: %m", m->config.listen[i]);
                 m->n_groups++;

@@ -137,10 +137,11 @@ uint64_t now_usec(void);
 
 /* group.c */
 int group_from_fd(int fd, const char *name, Group *ret);
-int group_listen(const char *address, Group *ret);
+int group_listen(const char *address, uint64_t receive_buffer, Group *ret);
 void group_done(Group *g);
-/* A fresh socket bound to the group's address, with the original's options. */
-int group_open_socket(const Group *g, int *ret_fd);
+/* A fresh socket bound to the group's address, with the original's options; receive_buffer
+ * (bytes, 0: as the original) sets its SO_RCVBUF. */
+int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd);
 
 /* generation.c */
 int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *config,

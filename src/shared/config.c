@@ -288,6 +288,34 @@ int parse_unsigned(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
         return 0;
 }
 
+int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+        _cleanup_free_ char *digits = NULL;
+        uint64_t v, factor = 1;
+        size_t len;
+        int r;
+
+        if (!s || !*s)
+                return -EINVAL;
+        len = strlen(s);
+        switch (s[len - 1]) {
+        case 'K': factor = 1ULL << 10; len--; break;
+        case 'M': factor = 1ULL << 20; len--; break;
+        case 'G': factor = 1ULL << 30; len--; break;
+        }
+        digits = strndup(s, len);
+        if (!digits)
+                return -ENOMEM;
+        r = parse_unsigned(digits, 0, UINT64_MAX / factor, &v);
+        if (r < 0)
+                return r;
+        v *= factor;
+        if (v < min || v > max)
+                return -ERANGE;
+        if (ret)
+                *ret = v;
+        return 0;
+}
+
 static const char *const dissector_names[_GRM_DISSECTOR_MAX] = {
         [GRM_DISSECTOR_NONE] = "none",
         [GRM_DISSECTOR_FLOW] = "flow",
@@ -749,6 +777,8 @@ int config_merge(Config *dst, const Config *src) {
                 dst->dissector = src->dissector;
         if (src->sockets_per_generation != 0)
                 dst->sockets_per_generation = src->sockets_per_generation;
+        if (src->receive_buffer != 0)
+                dst->receive_buffer = src->receive_buffer;
         if (src->flow_table_size != 0)
                 dst->flow_table_size = src->flow_table_size;
         if (src->flow_timeout_usec != UINT64_MAX)
@@ -916,6 +946,17 @@ static int config_parse_datagram(Config *c, const char *value, const char **ret_
         return strv_consume(&c->listen, TAKE_PTR(a));
 }
 
+static int config_parse_receive_buffer(Config *c, const char *value, const char **ret_why) {
+        uint64_t n;
+
+        if (parse_size(value, CONFIG_BUFFER_MIN, CONFIG_BUFFER_MAX, &n) < 0) {
+                *ret_why = "expected a size in 4096..1G (bytes, or with a K, M or G suffix)";
+                return -EINVAL;
+        }
+        c->receive_buffer = n;
+        return 0;
+}
+
 static int config_parse_dissector(Config *c, const char *value, const char **ret_why) {
         int d = dissector_from_string(value);
 
@@ -1075,6 +1116,7 @@ static const struct {
         ConfigParser parse;
 } config_keys[] = {
         { "Listen",   "Datagram",             config_parse_datagram },
+        { "Listen",   "ReceiveBuffer",        config_parse_receive_buffer },
         { "Steering", "Dissector",            config_parse_dissector },
         { "Steering", "SocketsPerGeneration", config_parse_sockets },
         { "Steering", "FlowTableSize",        config_parse_flow_table_size },

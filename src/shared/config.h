@@ -20,6 +20,8 @@
 #define CONFIG_SOCKETS_MAX    32U       /* = GRM_MAX_SOCKS_PER_GEN */
 #define CONFIG_FLOW_TABLE_MIN 1024U
 #define CONFIG_FLOW_TABLE_MAX (16U << 20)
+#define CONFIG_BUFFER_MIN     4096U
+#define CONFIG_BUFFER_MAX     (1U << 30)
 
 #define CONFIG_DEFAULT_FLOW_TABLE_SIZE   65536U
 #define CONFIG_DEFAULT_FLOW_TIMEOUT_USEC (125ULL * 1000000ULL)
@@ -36,6 +38,7 @@ typedef struct Config {
         char *control_path;             /* NULL = unset */
         int dissector;                  /* enum grm_dissector; -1 = unset */
         unsigned sockets_per_generation; /* 0 = unset */
+        uint64_t receive_buffer;        /* SO_RCVBUF of the sockets grmd opens, bytes; 0 = unset */
         unsigned flow_table_size;       /* 0 = unset */
         uint64_t flow_timeout_usec;     /* UINT64_MAX = unset */
         uint64_t start_timeout_usec;    /* UINT64_MAX = unset */
@@ -99,6 +102,10 @@ int parse_sec(const char *s, uint64_t *ret_usec);
 /* "none" / "flow" -> enum grm_dissector; -EINVAL otherwise. */
 int dissector_from_string(const char *s);
 const char *dissector_to_string(int d);
+
+/* A byte size: decimal with an optional K, M or G suffix (powers of 1024, as systemd's
+ * ReceiveBuffer=), within min..max. -EINVAL / -ERANGE. */
+int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 
 /* Unsigned decimal with range check; -EINVAL / -ERANGE. */
 int parse_unsigned(const char *s, uint64_t min, uint64_t max, uint64_t *ret);

@@ -64,6 +64,34 @@ START_TEST(test_parse_unsigned) {
 }
 END_TEST
 
+static const struct {
+        const char *s;
+        int ret;
+        uint64_t expect;
+} size_cases[] = {
+        { "4096",      0,       4096 },
+        { "64K",       0,       65536 },
+        { "8M",        0,       8U << 20 },
+        { "1G",        0,       1U << 30 },
+        { "2G",        -ERANGE, 0 },     /* over max */
+        { "4095",      -ERANGE, 0 },     /* under min */
+        { "",          -EINVAL, 0 },
+        { "K",         -EINVAL, 0 },
+        { "8m",        -EINVAL, 0 },     /* suffixes are upper case, as in systemd */
+        { "8 M",       -EINVAL, 0 },
+        { "-8M",       -EINVAL, 0 },
+        { "99999999999999999999K", -ERANGE, 0 },
+        { "17179869184G", -ERANGE, 0 },  /* overflows when multiplied */
+};
+
+START_TEST(test_parse_size) {
+        uint64_t v = 4242;
+
+        ck_assert_int_eq(parse_size(size_cases[_i].s, 4096, 1U << 30, &v), size_cases[_i].ret);
+        ck_assert_uint_eq(v, size_cases[_i].ret == 0 ? size_cases[_i].expect : 4242);
+}
+END_TEST
+
 START_TEST(test_parse_unsigned_null) {
         ck_assert_int_eq(parse_unsigned(NULL, 0, 10, NULL), -EINVAL);
         ck_assert_int_eq(parse_unsigned("3", 0, 10, NULL), 0);
@@ -600,6 +628,7 @@ static const char full_config[] =
         "[Listen]\n"
         "Datagram=udp:127.0.0.1:9000\n"
         "  Datagram  =  [::1]:9000  \n"
+        "ReceiveBuffer=8M\n"
         "\n"
         "[Steering]\n"
         "Dissector=none\n"
@@ -643,6 +672,7 @@ START_TEST(test_parse_string_full) {
         ck_assert_ptr_null(error);
 
         assert_strv(c.listen, listen_expect);
+        ck_assert_uint_eq(c.receive_buffer, 8U << 20);
         ck_assert_int_eq(c.dissector, GRM_DISSECTOR_NONE);
         ck_assert_uint_eq(c.sockets_per_generation, 4);
         ck_assert_uint_eq(c.flow_table_size, 1024);
@@ -1298,6 +1328,10 @@ static Suite *config_suite(void) {
         tc = tcase_create("parse_unsigned");
         tcase_add_loop_test(tc, test_parse_unsigned, 0, (int) ELEMENTSOF(unsigned_cases));
         tcase_add_test(tc, test_parse_unsigned_null);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("parse_size");
+        tcase_add_loop_test(tc, test_parse_size, 0, (int) ELEMENTSOF(size_cases));
         suite_add_tcase(s, tc);
 
         tc = tcase_create("parse_sec");
