@@ -100,6 +100,7 @@ static sigset_t arg_drain_signals;
 static uint64_t arg_idle_exit_nsec = 2 * NSEC_PER_SEC;
 static uint64_t arg_max_drain_nsec = 0;
 static uint64_t arg_start_delay_nsec = 0;
+static uint64_t arg_extend_timeout_nsec = 0;
 static bool arg_fail_start = false;
 static int arg_errno = 0;
 static bool arg_never_ready = false;
@@ -184,6 +185,7 @@ static int help(void) {
                "     --never-ready         Never send READY=1, but keep answering\n"
                "     --ignore-drain        Ignore SIGTERM, SIGINT and the drain signals entirely\n"
                "     --crash-after SEC     abort() (SIGABRT) SEC seconds after READY=1\n"
+               "     --extend-timeout SEC  Send EXTEND_TIMEOUT_USEC=SEC at start (with --start-delay)\n"
                "\n"
                "Environment:\n"
                "  GRM_GENERATION           Generation number put in replies (default 0)\n"
@@ -222,6 +224,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_START_DELAY,
                 ARG_FAIL_START,
                 ARG_ERRNO,
+                ARG_EXTEND_TIMEOUT,
                 ARG_NEVER_READY,
                 ARG_IGNORE_DRAIN,
                 ARG_CRASH_AFTER,
@@ -236,6 +239,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "start-delay",  required_argument, NULL, ARG_START_DELAY  },
                 { "fail-start",   no_argument,       NULL, ARG_FAIL_START   },
                 { "errno",        required_argument, NULL, ARG_ERRNO        },
+                { "extend-timeout", required_argument, NULL, ARG_EXTEND_TIMEOUT },
                 { "never-ready",  no_argument,       NULL, ARG_NEVER_READY  },
                 { "ignore-drain", no_argument,       NULL, ARG_IGNORE_DRAIN },
                 { "crash-after",  required_argument, NULL, ARG_CRASH_AFTER  },
@@ -292,6 +296,11 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_START_DELAY:
                         r = parse_seconds_arg("--start-delay", optarg, &arg_start_delay_nsec);
+                        if (r < 0)
+                                return r;
+                        break;
+                case ARG_EXTEND_TIMEOUT:
+                        r = parse_seconds_arg("--extend-timeout", optarg, &arg_extend_timeout_nsec);
                         if (r < 0)
                                 return r;
                         break;
@@ -752,6 +761,9 @@ static int echo_run(Echo *e) {
         e->start_nsec = now_nsec();
         e->state = STATE_STARTING;
         e->ready_at_nsec = e->start_nsec + arg_start_delay_nsec + (arg_fail_start ? FAIL_START_DELAY_NSEC : 0);
+        if (arg_extend_timeout_nsec > 0)
+                (void) sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%" PRIu64 "\nSTATUS=Starting slowly",
+                                  arg_extend_timeout_nsec / 1000);
 
         for (;;) {
                 uint64_t now = now_nsec();

@@ -1,18 +1,29 @@
 #!/bin/bash
-# An old instance that ignores the drain signal is killed, with its process group, at the drain
-# deadline.
+# Old instances that ignore the drain signal are killed, with their process groups, at their
+# drain deadlines; several generations drain at once, each with its own deadline.
 . "$(dirname "$0")/lib.sh"
 
 start_grmd --listen udp:127.0.0.1:9000 --drain-timeout 1.5 -- "$GRM_ECHO" --ignore-drain
 pid1=$(generation_field 1 pid)
-grmctl restart >/dev/null || fail "restart failed"
+grmctl restart >/dev/null || fail "restart 1 failed"
+sleep 0.5
+grmctl restart >/dev/null || fail "restart 2 failed"
+pid2=$(generation_field 2 pid)
 [ "$(generation_field 1 state)" = draining ] || fail "generation 1 not draining"
-deadline=$(generation_field 1 drain_deadline_usec)
-[ "$deadline" -gt 0 ] && [ "$deadline" -le 1500000 ] || fail "drain deadline $deadline"
+[ "$(generation_field 2 state)" = draining ] || fail "generation 2 not draining"
+d1=$(generation_field 1 drain_deadline_usec)
+d2=$(generation_field 2 drain_deadline_usec)
+[ "$d1" -gt 0 ] && [ "$d1" -le 1100000 ] || fail "generation 1 deadline $d1"
+[ "$d2" -gt 1100000 ] && [ "$d2" -le 1500000 ] || fail "generation 2 deadline $d2"
+ok "two generations draining at once (deadlines in $d1 and $d2 us)"
 wait_for 5 '.generations[] | select(.generation == 1) | .state == "exited"' || fail "generation 1 not killed"
-kill -0 "$pid1" 2>/dev/null && fail "pid $pid1 still alive"
+[ "$(generation_field 2 state)" = draining ] || fail "generation 2 killed with generation 1"
+wait_for 5 '.generations[] | select(.generation == 2) | .state == "exited"' || fail "generation 2 not killed"
+for p in $pid1 $pid2; do
+        kill -0 "$p" 2>/dev/null && fail "pid $p still alive"
+done
 generation_field 1 failure | grep -q "drain deadline" || fail "no deadline reason"
 grep -q "still running at its drain deadline" "$WORK/grmd.log" || fail "deadline not logged"
-[ "$(send_udp 127.0.0.1 9000)" = 2 ] || fail "generation 2 not serving"
-ok "stuck instance killed at the drain deadline"
+[ "$(send_udp 127.0.0.1 9000)" = 3 ] || fail "generation 3 not serving"
+ok "stuck instances killed at their drain deadlines"
 stop_grmd || fail "grmd did not exit cleanly"

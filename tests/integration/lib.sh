@@ -73,8 +73,13 @@ wait_for() {
 
 # start_grmd GRMD-ARGS... -- COMMAND...: starts grmd in the background with the control socket
 # at $SOCK and waits until generation 1 works (unless GRM_NO_WAIT=1).
+# With GRM_DEFAULT_CONTROL=1 no --control is given (grmd uses $RUNTIME_DIRECTORY/grmd.sock).
 start_grmd() {
-        "$GRMD" --control "$SOCK" "$@" >"$WORK/grmd.log" 2>&1 &
+        if [ "${GRM_DEFAULT_CONTROL:-}" = 1 ]; then
+                "$GRMD" "$@" >"$WORK/grmd.log" 2>&1 &
+        else
+                "$GRMD" --control "$SOCK" "$@" >"$WORK/grmd.log" 2>&1 &
+        fi
         GRMD_PID=$!
         if [ "${GRM_NO_WAIT:-}" != 1 ]; then
                 wait_for 10 '.grmd.working == 1' || fail "generation 1 did not start"

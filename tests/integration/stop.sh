@@ -3,7 +3,13 @@
 # nothing left running.
 . "$(dirname "$0")/lib.sh"
 
-start_grmd --listen udp:127.0.0.1:9000 --drain-timeout 1 -- "$GRM_ECHO" --idle-exit 0.3
+# No --control: the socket goes to $RUNTIME_DIRECTORY/grmd.sock, where grmctl finds it too.
+export RUNTIME_DIRECTORY=$WORK/rt
+mkdir -p "$RUNTIME_DIRECTORY"
+SOCK=$RUNTIME_DIRECTORY/grmd.sock
+GRM_DEFAULT_CONTROL=1 start_grmd --listen udp:127.0.0.1:9000 --drain-timeout 1 -- "$GRM_ECHO" --idle-exit 0.3
+[ "$(stat -c %a "$SOCK")" = 600 ] || fail "control socket mode $(stat -c %a "$SOCK")"
+"$GRMCTL" status >/dev/null || fail "grmctl did not find the socket through \$RUNTIME_DIRECTORY"
 grmctl restart >/dev/null || fail "restart failed"
 conf_pids="$(generation_field 1 pid) $(generation_field 2 pid)"
 # Keep flows busy so generation 2 cannot go idle before its deadline and must be killed.
