@@ -109,12 +109,12 @@ static int connect_grmd(int *ret_fd) {
         if (!path)
                 path = getenv("GRM_SOCKET");
         if (!path) {
-                const char *rt = getenv("RUNTIME_DIRECTORY");
-                if (!rt || !*rt) {
+                int r = ctl_default_socket_path(&derived);
+                if (r == -ENXIO) {
                         fprintf(stderr, "grmctl: no control socket: give --socket PATH (or set $GRM_SOCKET).\n");
                         return GRM_OUTCOME_USAGE;
                 }
-                if (asprintf(&derived, "%.*s/grmd.sock", (int) strcspn(rt, ":"), rt) < 0)
+                if (r < 0)
                         return GRM_OUTCOME_INTERNAL;
                 path = derived;
         }

@@ -373,13 +373,11 @@ int ctl_server_open(Manager *m) {
         int r;
 
         if (!path) {
-                const char *rt = getenv("RUNTIME_DIRECTORY");
-                if (!rt || !*rt)
-                        return log_error_errno(EINVAL, "No control socket path: give --control PATH, or run with RuntimeDirectory= set.");
-                /* RUNTIME_DIRECTORY may list several directories, separated by ':'. */
-                size_t l = strcspn(rt, ":");
-                if (asprintf(&derived, "%.*s/grmd.sock", (int) l, rt) < 0)
-                        return log_error_errno(ENOMEM, "Out of memory.");
+                r = ctl_default_socket_path(&derived);
+                if (r == -ENXIO)
+                        return log_error_errno(r, "No control socket path: give --control PATH, or run with RuntimeDirectory= set.");
+                if (r < 0)
+                        return log_error_errno(r, "Out of memory.");
                 path = derived;
         }
         if (strlen(path) >= sizeof(sa.sun_path))

@@ -403,6 +403,10 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                 child_exec(g->fds, g->n_fds, config->command, env, &user);
 
         g->spawned_usec = now_usec();
+        /* The instance holds the sockets now. grmd keeps no copy, so a socket lives exactly as
+         * long as the instance keeps it open: once closed it leaves the group and the socket
+         * array, and its flows go to the working generation instead of queueing unread. */
+        generation_close_sockets(g);
         g->pidfd = pidfd_open(g->pid, 0);
         if (g->pidfd < 0) {
                 r = log_error_errno(errno, "Failed to open pidfd of %d: %m", (int) g->pid);

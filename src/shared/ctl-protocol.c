@@ -501,6 +501,17 @@ const char *grm_outcome_to_string(GrmOutcome o) {
         return outcome_names[o];
 }
 
+int ctl_default_socket_path(char **ret) {
+        const char *rt = getenv("RUNTIME_DIRECTORY");
+
+        if (!rt || !*rt || *rt == ':')
+                return -ENXIO;
+        /* systemd separates several RuntimeDirectory= entries with ':'. */
+        if (asprintf(ret, "%.*s/grmd.sock", (int) strcspn(rt, ":"), rt) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 int grm_outcome_from_string(const char *s) {
         if (!s)
                 return -EINVAL;

@@ -101,6 +101,13 @@ typedef enum GrmOutcome {
         _GRM_OUTCOME_MAX,
 } GrmOutcome;
 
+/**
+ * ctl_default_socket_path() - where grmd listens and grmctl connects when no path is given:
+ * "$RUNTIME_DIRECTORY/grmd.sock", with the first directory if the variable lists several.
+ * Return: 0 with a malloc'ed path, -ENXIO if $RUNTIME_DIRECTORY is unset or empty, -ENOMEM.
+ */
+int ctl_default_socket_path(char **ret);
+
 /* "done", "internal-error", "usage", "unreachable", "rejected", "failed", "timeout", "busy" */
 const char *grm_outcome_to_string(GrmOutcome o);
 /* The inverse; -EINVAL if unknown. */

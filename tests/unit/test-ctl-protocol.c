@@ -599,6 +599,34 @@ static const struct {
         { GRM_OUTCOME_BUSY,        7, "busy" },
 };
 
+static const struct {
+        const char *runtime_directory; /* NULL: unset */
+        int ret;
+        const char *expect;
+} socket_path_cases[] = {
+        { "/run/grm-echo",            0,      "/run/grm-echo/grmd.sock" },
+        { "/run/a:/run/b",            0,      "/run/a/grmd.sock" },
+        { "",                         -ENXIO, NULL },
+        { ":/run/b",                  -ENXIO, NULL },
+        { NULL,                       -ENXIO, NULL },
+};
+
+START_TEST(test_default_socket_path) {
+        char *path = NULL;
+
+        if (socket_path_cases[_i].runtime_directory)
+                ck_assert_int_eq(setenv("RUNTIME_DIRECTORY", socket_path_cases[_i].runtime_directory, 1), 0);
+        else
+                ck_assert_int_eq(unsetenv("RUNTIME_DIRECTORY"), 0);
+        ck_assert_int_eq(ctl_default_socket_path(&path), socket_path_cases[_i].ret);
+        if (socket_path_cases[_i].expect)
+                ck_assert_str_eq(path, socket_path_cases[_i].expect);
+        else
+                ck_assert_ptr_null(path);
+        free(path);
+}
+END_TEST
+
 START_TEST(test_outcome_to_string) {
         ck_assert_uint_eq(ELEMENTSOF(outcomes), _GRM_OUTCOME_MAX);
         ck_assert_int_eq((int) outcomes[_i].outcome, outcomes[_i].code); /* exit codes are API */
@@ -661,6 +689,10 @@ static Suite *ctl_protocol_suite(void) {
 
         tc = tcase_create("round_trip");
         tcase_add_loop_test(tc, test_round_trip, 0, 10);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("ctl_default_socket_path");
+        tcase_add_loop_test(tc, test_default_socket_path, 0, (int) ELEMENTSOF(socket_path_cases));
         suite_add_tcase(s, tc);
 
         tc = tcase_create("grm_outcome_to_string");
