@@ -28,10 +28,14 @@ typedef struct Verb {
 
 static int verb_restart(int argc, char *argv[]);
 static int verb_status(int argc, char *argv[]);
+static int verb_metrics(int argc, char *argv[]);
+static int verb_reexec(int argc, char *argv[]);
 
 static const Verb verbs[] = {
         { "restart", verb_restart, "start a new generation, wait until it works or fails" },
         { "status", verb_status, "show groups, generations and counters" },
+        { "metrics", verb_metrics, "print the counters in the Prometheus text format" },
+        { "reexec", verb_reexec, "run grmd's binary again in place, keeping every instance" },
 };
 
 static void help(void) {
@@ -100,7 +104,7 @@ static void json_record(FILE *f, const CtlRecord *r, const char *skip) {
         fputc('}', f);
 }
 
-static int connect_grmd(int *ret_fd) {
+static int connect_grmd_full(int *ret_fd, bool quiet) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_free_ char *derived = NULL;
@@ -130,11 +134,22 @@ static int connect_grmd(int *ret_fd) {
                 return GRM_OUTCOME_INTERNAL;
         }
         if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                fprintf(stderr, "grmctl: cannot reach grmd at %s: %s\n", path, strerror(errno));
-                return GRM_OUTCOME_UNREACHABLE;
+                if (!quiet)
+                        fprintf(stderr, "grmctl: cannot reach grmd at %s: %s\n", path, strerror(errno));
+                return quiet ? -errno : GRM_OUTCOME_UNREACHABLE;
         }
         *ret_fd = TAKE_FD(fd);
         return 0;
+}
+
+static int connect_grmd(int *ret_fd) {
+        return connect_grmd_full(ret_fd, false);
+}
+
+/* For polling: negative errno instead of a message and an exit code. */
+static int connect_grmd_quiet(int *ret_fd) {
+        int r = connect_grmd_full(ret_fd, true);
+        return r > 0 ? -EINVAL : r;
 }
 
 static int send_request(int fd, const char *verb) {
@@ -194,6 +209,8 @@ static int outcome_of(const CtlRecord *r) {
         return (int) code;
 }
 
+static int report_send_failure(int fd, int error);
+
 static int verb_restart(int argc, char *argv[]) {
         _cleanup_close_ int fd = -EBADF;
         int r, timeout_ms = -1;
@@ -207,10 +224,8 @@ static int verb_restart(int argc, char *argv[]) {
         if (r != 0)
                 return r;
         r = send_request(fd, "restart");
-        if (r < 0) {
-                fprintf(stderr, "grmctl: failed to send request: %s\n", strerror(-r));
-                return GRM_OUTCOME_UNREACHABLE;
-        }
+        if (r < 0)
+                return report_send_failure(fd, r);
         /* grmd always answers (its start timeout bounds a restart); with --timeout we also
          * stop waiting a little after that, in case grmd itself is stuck. */
         if (arg_timeout_usec > 0)
@@ -275,6 +290,161 @@ static int verb_restart(int argc, char *argv[]) {
         }
 }
 
+/* grmd may refuse us (wrong uid) and close before our request is sent: its reason is queued. */
+static int report_send_failure(int fd, int error) {
+        _cleanup_(ctl_message_freep) CtlMessage *msg = NULL;
+        const CtlRecord *rec;
+
+        if (receive_message(fd, 0, &msg) >= 0 && (rec = ctl_message_find(msg, "error"))) {
+                fprintf(stderr, "grmctl: %s\n", strempty(ctl_record_get(rec, "message")));
+                return outcome_of(rec);
+        }
+        fprintf(stderr, "grmctl: failed to send request: %s\n", strerror(-error));
+        return GRM_OUTCOME_UNREACHABLE;
+}
+
+/* Sends a one-verb request and returns grmd's single reply message. */
+static int request_reply(const char *verb, CtlMessage **ret) {
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        r = connect_grmd(&fd);
+        if (r != 0)
+                return r;
+        r = send_request(fd, verb);
+        if (r < 0)
+                return report_send_failure(fd, r);
+        r = receive_message(fd, 10000, ret);
+        if (r < 0) {
+                fprintf(stderr, "grmctl: no answer from grmd: %s\n", strerror(-r));
+                return GRM_OUTCOME_UNREACHABLE;
+        }
+        return 0;
+}
+
+static int verb_reexec(int argc, char *argv[]) {
+        _cleanup_(ctl_message_freep) CtlMessage *msg = NULL;
+        const CtlRecord *rec;
+        int r;
+
+        if (argc > 1) {
+                fprintf(stderr, "grmctl: reexec takes no arguments.\n");
+                return GRM_OUTCOME_USAGE;
+        }
+        r = request_reply("reexec", &msg);
+        if (r != 0)
+                return r;
+        rec = ctl_message_find(msg, "result");
+        if (!rec)
+                rec = ctl_message_find(msg, "error");
+        if (!rec) {
+                fprintf(stderr, "grmctl: unexpected reply from grmd.\n");
+                return GRM_OUTCOME_INTERNAL;
+        }
+        r = outcome_of(rec);
+        if (r != GRM_OUTCOME_DONE) {
+                fprintf(stderr, "grmctl: reexec %s: %s\n", grm_outcome_to_string(r), strempty(ctl_record_get(rec, "message")));
+                return r;
+        }
+        /* Wait until the new image answers (it takes over before it listens). */
+        for (int i = 0; i < 200; i++) {
+                _cleanup_(ctl_message_freep) CtlMessage *st = NULL;
+                _cleanup_close_ int fd = -EBADF;
+                const CtlRecord *s;
+
+                usleep(50 * 1000);
+                if (connect_grmd_quiet(&fd) < 0 || send_request(fd, "status") < 0 ||
+                    receive_message(fd, 2000, &st) < 0 || !(s = ctl_message_find(st, "status")))
+                        continue;
+                if (arg_json)
+                        printf("{\"outcome\":\"done\",\"pid\":%s,\"working\":%s}\n",
+                               strempty(ctl_record_get(s, "pid")), strempty(ctl_record_get(s, "working")));
+                else
+                        printf("grmd re-executed (pid %s), working generation %s\n",
+                               strempty(ctl_record_get(s, "pid")), strempty(ctl_record_get(s, "working")));
+                return GRM_OUTCOME_DONE;
+        }
+        fprintf(stderr, "grmctl: grmd did not come back after re-executing.\n");
+        return GRM_OUTCOME_INTERNAL;
+}
+
+/* Prometheus text exposition format, from the status reply. */
+static int verb_metrics(int argc, char *argv[]) {
+        _cleanup_(ctl_message_freep) CtlMessage *msg = NULL;
+        const CtlRecord *st;
+        int r;
+
+        if (argc > 1) {
+                fprintf(stderr, "grmctl: metrics takes no arguments.\n");
+                return GRM_OUTCOME_USAGE;
+        }
+        r = request_reply("status", &msg);
+        if (r != 0)
+                return r;
+        st = ctl_message_find(msg, "status");
+        if (!st) {
+                fprintf(stderr, "grmctl: unexpected reply from grmd.\n");
+                return GRM_OUTCOME_INTERNAL;
+        }
+
+        static const struct {
+                const char *key, *name, *type, *help;
+                double scale;
+        } scalars[] = {
+                { "working", "grm_working_generation", "gauge", "Generation that receives new flows (0: none).", 1 },
+                { "restarts_done", "grm_restarts_succeeded_total", "counter", "Restarts that made a new generation the working one.", 1 },
+                { "restarts_failed", "grm_restarts_failed_total", "counter", "Restarts that were rejected, failed or timed out.", 1 },
+                { "flip_latency_usec", "grm_flip_latency_seconds", "gauge", "Last restart: READY=1 read to working generation flipped.", 1e-6 },
+                { "notify_ignored", "grm_notify_ignored_total", "counter", "Notify datagrams from pids outside every generation.", 1 },
+                { "notify_malformed", "grm_notify_malformed_total", "counter", "Notify datagrams that did not parse.", 1 },
+                { "control_refused", "grm_control_refused_total", "counter", "Control connections refused for their uid.", 1 },
+                { "control_malformed", "grm_control_malformed_total", "counter", "Malformed control requests.", 1 },
+                { "flow_entries", "grm_flow_table_entries", "gauge", "Entries in the flow table.", 1 },
+                { "flow_table_size", "grm_flow_table_size", "gauge", "Capacity of the flow table.", 1 },
+                { "uptime_usec", "grm_uptime_seconds", "gauge", "Time since grmd started.", 1e-6 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(scalars); i++) {
+                uint64_t v;
+                if (ctl_record_get_u64(st, scalars[i].key, &v) < 0)
+                        continue;
+                printf("# HELP %s %s\n# TYPE %s %s\n", scalars[i].name, scalars[i].help, scalars[i].name, scalars[i].type);
+                if (scalars[i].scale == 1)
+                        printf("%s %" PRIu64 "\n", scalars[i].name, v);
+                else
+                        printf("%s %.6f\n", scalars[i].name, (double) v * scalars[i].scale);
+        }
+
+        printf("# HELP grm_steering_packets_total Packets by steering verdict.\n# TYPE grm_steering_packets_total counter\n");
+        for (size_t i = 0; i < msg->n_records; i++)
+                if (streq(msg->records[i].type, "counter"))
+                        printf("grm_steering_packets_total{verdict=\"%s\"} %s\n",
+                               strempty(ctl_record_get(&msg->records[i], "name")),
+                               strempty(ctl_record_get(&msg->records[i], "value")));
+        printf("# HELP grm_group_flows Live flow entries per address.\n# TYPE grm_group_flows gauge\n");
+        for (size_t i = 0; i < msg->n_records; i++)
+                if (streq(msg->records[i].type, "group") && ctl_record_get(&msg->records[i], "flows"))
+                        printf("grm_group_flows{address=\"%s\"} %s\n",
+                               strempty(ctl_record_get(&msg->records[i], "address")),
+                               ctl_record_get(&msg->records[i], "flows"));
+        printf("# HELP grm_generation_packets_total Packets steered to a generation.\n# TYPE grm_generation_packets_total counter\n");
+        for (size_t i = 0; i < msg->n_records; i++) {
+                const CtlRecord *g = &msg->records[i];
+                if (streq(g->type, "generation"))
+                        printf("grm_generation_packets_total{generation=\"%s\",state=\"%s\"} %s\n",
+                               strempty(ctl_record_get(g, "generation")), strempty(ctl_record_get(g, "state")),
+                               strempty(ctl_record_get(g, "packets")));
+        }
+        printf("# HELP grm_generation_ready_seconds Spawn to READY=1 of a generation.\n# TYPE grm_generation_ready_seconds gauge\n");
+        for (size_t i = 0; i < msg->n_records; i++) {
+                const CtlRecord *g = &msg->records[i];
+                uint64_t v;
+                if (streq(g->type, "generation") && ctl_record_get_u64(g, "ready_usec", &v) == 0)
+                        printf("grm_generation_ready_seconds{generation=\"%s\"} %.6f\n",
+                               strempty(ctl_record_get(g, "generation")), (double) v / 1e6);
+        }
+        return 0;
+}
+
 static void print_duration(uint64_t usec) {
         if (usec >= 3600 * USEC_PER_SEC)
                 printf("%" PRIu64 "h%02" PRIu64 "m", usec / (3600 * USEC_PER_SEC), usec / (60 * USEC_PER_SEC) % 60);
@@ -286,7 +456,6 @@ static void print_duration(uint64_t usec) {
 
 static int verb_status(int argc, char *argv[]) {
         _cleanup_(ctl_message_freep) CtlMessage *msg = NULL;
-        _cleanup_close_ int fd = -EBADF;
         const CtlRecord *st;
         int r;
 
@@ -294,16 +463,9 @@ static int verb_status(int argc, char *argv[]) {
                 fprintf(stderr, "grmctl: status takes no arguments.\n");
                 return GRM_OUTCOME_USAGE;
         }
-        r = connect_grmd(&fd);
+        r = request_reply("status", &msg);
         if (r != 0)
                 return r;
-        r = send_request(fd, "status");
-        if (r >= 0)
-                r = receive_message(fd, 10000, &msg);
-        if (r < 0) {
-                fprintf(stderr, "grmctl: no status from grmd: %s\n", strerror(-r));
-                return GRM_OUTCOME_UNREACHABLE;
-        }
         st = ctl_message_find(msg, "status");
         if (!st) {
                 const CtlRecord *e = ctl_message_find(msg, "error");

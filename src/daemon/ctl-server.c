@@ -237,6 +237,19 @@ static void handle_request(CtlConnection *c, const void *buf, size_t len) {
                 connection_free(c);
                 return;
         }
+        if (verb && streq(verb, "reexec")) {
+                if (m->restart || m->stopping) {
+                        CtlConnection *keep = c;
+                        ctl_connection_result(keep, GRM_OUTCOME_BUSY, NULL,
+                                              m->stopping ? "grmd is stopping" : "a restart is in progress");
+                        return;
+                }
+                /* Answer first: the connection does not survive the exec. */
+                ctl_connection_result(c, GRM_OUTCOME_DONE, NULL, "re-executing grmd");
+                m->reexec_pending = true;
+                (void) sd_event_exit(m->event, 0);
+                return;
+        }
         if (verb && streq(verb, "restart")) {
                 r = ctl_record_get_u64(req, "timeout_usec", &timeout);
                 if (r == -EINVAL || (r == 0 && timeout == 0)) {

@@ -48,6 +48,8 @@ Generation *manager_find_generation_by_pid(Manager *m, pid_t pid) {
 }
 
 void generation_close_sockets(Generation *g) {
+        if (!g->fds)
+                return; /* adopted from an earlier grmd: we never had them */
         for (unsigned i = 0; i < g->n_fds; i++)
                 g->fds[i] = safe_close(g->fds[i]);
 }
@@ -132,6 +134,32 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         g->pidfd = safe_close(g->pidfd);
         manager_on_exited(g->manager, g, why);
         return 0;
+}
+
+/* An instance adopted from an earlier grmd that was not its parent: the pidfd says when it is
+ * gone, but not how (its parent, not us, collects the status). */
+static int on_pidfd_readable(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Generation *g = userdata;
+
+        g->child_source = sd_event_source_disable_unref(g->child_source);
+        g->pidfd = safe_close(g->pidfd);
+        manager_on_exited(g->manager, g, "exited (status unknown: it was started by an earlier grmd)");
+        return 0;
+}
+
+int generation_watch(Generation *g) {
+        siginfo_t si = {};
+
+        g->child_source = sd_event_source_disable_unref(g->child_source);
+        if (g->pidfd < 0)
+                return -EBADF;
+        /* Our child (we spawned it, or we are the same process after an exec)? */
+        if (waitid(P_PIDFD, (id_t) g->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
+                return sd_event_add_child_pidfd(g->manager->event, &g->child_source, g->pidfd, WEXITED,
+                                                on_child, g);
+        if (errno != ECHILD)
+                return negative_errno();
+        return sd_event_add_io(g->manager->event, &g->child_source, g->pidfd, EPOLLIN, on_pidfd_readable, g);
 }
 
 /* Everything below runs in the child between fork() and exec(): async-signal-safe calls only
@@ -414,7 +442,7 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                 (void) waitpid(g->pid, NULL, 0);
                 goto fail;
         }
-        r = sd_event_add_child_pidfd(m->event, &g->child_source, g->pidfd, WEXITED, on_child, g);
+        r = generation_watch(g);
         if (r < 0) {
                 r = log_error_errno(r, "Failed to watch process %d: %m", (int) g->pid);
                 (void) pidfd_send_signal(g->pidfd, SIGKILL, NULL, 0);

@@ -220,11 +220,24 @@ int main(int argc, char *argv[]) {
         if (r == 0)
                 return EXIT_SUCCESS;
 
+        /* For grmctl reexec: the binary's path (after an upgrade, the new file there) and argv. */
+        m->exe_path = realpath("/proc/self/exe", NULL);
+        if (m->exe_path) {
+                char *deleted = strstr(m->exe_path, " (deleted)");
+                if (deleted)
+                        *deleted = 0;
+        }
+        if (strv_copy(argv, &m->argv) < 0)
+                return log_error_errno(ENOMEM, "Out of memory."), EXIT_FAILURE;
+
         r = manager_startup(m);
         if (r < 0)
                 return EXIT_FAILURE;
         r = manager_run(m);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m"), EXIT_FAILURE;
+        if (m->reexec_pending)
+                return manager_reexec(m) < 0 ? EXIT_FAILURE : EXIT_SUCCESS; /* returns only on failure */
+        manager_clear_fd_store(m);
         return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -11,7 +11,9 @@
  */
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <sys/pidfd.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
@@ -47,6 +49,7 @@ int manager_new(Manager **ret) {
                 return -ENOMEM;
         m->notify_fd = -EBADF;
         m->ctl_fd = -EBADF;
+        m->vault_r = m->vault_w = -EBADF;
         config_init(&m->cli);
         config_init(&m->config);
         r = sd_event_default(&m->event);
@@ -74,6 +77,9 @@ Manager *manager_free(Manager *m) {
                 generation_free(g);
         }
         notify_close(m);
+        vault_close(m, false);
+        free(m->exe_path);
+        strv_free(m->argv);
         sd_event_source_disable_unref(m->respawn_timer);
         m->steering = steering_free(m->steering);
         for (unsigned i = 0; i < m->n_groups; i++)
@@ -112,21 +118,79 @@ fail:
         return r;
 }
 
-static void notify_systemd_status(Manager *m) {
+/* After every change of state: systemd's STATUS= and the vault snapshot. */
+static void manager_state_changed(Manager *m) {
         char buf[512];
         size_t len = 0;
+        uint64_t now = now_usec();
 
-        for (Generation *g = m->generations; g && len < sizeof(buf) - 80; g = g->next) {
+        for (Generation *g = m->generations; g && len < sizeof(buf) - 96; g = g->next) {
+                int n;
+
                 if (!gen_state_is_live(g->state))
                         continue;
-                int n = snprintf(buf + len, sizeof(buf) - len, "%sgen %" PRIu32 " %s (pid %d)",
-                                 len ? ", " : "", g->gen, gen_state_to_string(g->state), (int) g->pid);
+                if (g->state == GEN_DRAINING && g->drain_deadline_usec != USEC_INFINITY)
+                        n = snprintf(buf + len, sizeof(buf) - len, "%sgen %" PRIu32 " draining (pid %d) %" PRIu64 " s left",
+                                     len ? ", " : "", g->gen, (int) g->pid,
+                                     g->drain_deadline_usec > now ? (g->drain_deadline_usec - now + USEC_PER_SEC - 1) / USEC_PER_SEC : 0);
+                else
+                        n = snprintf(buf + len, sizeof(buf) - len, "%sgen %" PRIu32 " %s (pid %d)",
+                                     len ? ", " : "", g->gen, gen_state_to_string(g->state), (int) g->pid);
                 if (n > 0)
                         len += (size_t) n;
         }
         if (len == 0)
                 snprintf(buf, sizeof(buf), "no generation running");
         (void) sd_notifyf(false, "STATUS=%s", buf);
+        (void) vault_save(m);
+}
+
+/* One journal entry per event operators act on, with a MESSAGE_ID from grm.catalog and the
+ * generation, pid, outcome and timings as fields. */
+#define MESSAGE_RESTART_STARTED   "e02847267dd24f24b7cc53ed0733d704"
+#define MESSAGE_RESTART_SUCCEEDED "f0fb1bdc867041669f48f280fd01070c"
+#define MESSAGE_RESTART_FAILED    "9262e7c43df440eebce3ec6066059415"
+#define MESSAGE_INSTANCE_CRASHED  "99863a12eb304635a78960da62e572a6"
+#define MESSAGE_DRAIN_DEADLINE    "a5b3785c225944ad8e4328da1d09559b"
+#define MESSAGE_STATE_RECOVERED   "427b2480b0a54e4fbae35ece44cd05d1"
+
+static void log_event(int level, const char *message_id, const char *event, const Generation *g,
+                      const char *outcome, const char *format, ...) _printf_(6, 7);
+static void log_event(int level, const char *message_id, const char *event, const Generation *g,
+                      const char *outcome, const char *format, ...) {
+        char f_id[64], f_event[64], f_gen[48], f_pid[48], f_outcome[64], f_ready[64], f_flip[64], message[1024];
+        const char *fields[8];
+        size_t n = 0;
+        va_list ap;
+
+        snprintf(f_id, sizeof(f_id), "MESSAGE_ID=%s", message_id);
+        fields[n++] = f_id;
+        snprintf(f_event, sizeof(f_event), "GRM_EVENT=%s", event);
+        fields[n++] = f_event;
+        if (g) {
+                snprintf(f_gen, sizeof(f_gen), "GRM_GENERATION=%" PRIu32, g->gen);
+                fields[n++] = f_gen;
+                snprintf(f_pid, sizeof(f_pid), "GRM_PID=%d", (int) g->pid);
+                fields[n++] = f_pid;
+                if (g->ready_usec) {
+                        snprintf(f_ready, sizeof(f_ready), "GRM_READY_USEC=%" PRIu64, g->ready_usec - g->spawned_usec);
+                        fields[n++] = f_ready;
+                }
+                if (g->flipped_usec) {
+                        snprintf(f_flip, sizeof(f_flip), "GRM_FLIP_USEC=%" PRIu64, g->flipped_usec - g->ready_seen_usec);
+                        fields[n++] = f_flip;
+                }
+        }
+        if (outcome) {
+                snprintf(f_outcome, sizeof(f_outcome), "GRM_OUTCOME=%s", outcome);
+                fields[n++] = f_outcome;
+        }
+        fields[n] = NULL;
+
+        va_start(ap, format);
+        vsnprintf(message, sizeof(message), format, ap);
+        va_end(ap);
+        (void) log_struct(level, 0, fields, "%s", message);
 }
 
 static int generation_transition(Generation *g, GenEvent event) {
@@ -193,15 +257,20 @@ static void restart_finish(Manager *m, GrmOutcome outcome, const char *message) 
         else
                 m->restarts_failed++;
         if (outcome == GRM_OUTCOME_DONE)
-                log_info("Restart to generation %" PRIu32 " done: pid %d ready after %" PRIu64 " ms.",
-                         g->gen, (int) g->pid, (g->ready_usec - g->spawned_usec) / 1000);
+                log_event(LOG_INFO, MESSAGE_RESTART_SUCCEEDED, "restart-succeeded", g, "done",
+                          "Restart to generation %" PRIu32 " done: pid %d ready after %" PRIu64 " ms.",
+                          g->gen, (int) g->pid, (g->ready_usec - g->spawned_usec) / 1000);
         else
-                log_error("Restart failed (%s): %s", grm_outcome_to_string(outcome), message);
+                log_event(LOG_ERR, MESSAGE_RESTART_FAILED, "restart-failed", g, grm_outcome_to_string(outcome),
+                          "Restart failed (%s): %s", grm_outcome_to_string(outcome), message);
+        /* systemd: the reload (if this was one) is over, whatever its outcome. */
+        if (!r->automatic)
+                (void) sd_notify(false, "READY=1");
 
         ctl_connection_result(r->requester, outcome, g, message);
         m->restart = NULL;
         restart_free(r);
-        notify_systemd_status(m);
+        manager_state_changed(m);
         prune_history(m);
 }
 
@@ -305,7 +374,7 @@ void manager_on_ready(Manager *m, Generation *g) {
         if (m->restart && m->restart->gen == g)
                 restart_finish(m, GRM_OUTCOME_DONE, "restarted");
         (void) sd_notify(false, "READY=1");
-        notify_systemd_status(m);
+        manager_state_changed(m);
 }
 
 void manager_on_failed(Manager *m, Generation *g, GrmOutcome outcome, const char *why) {
@@ -328,7 +397,7 @@ void manager_on_failed(Manager *m, Generation *g, GrmOutcome outcome, const char
                 log_error("%s", message);
         if (!m->working)
                 schedule_respawn(m);
-        notify_systemd_status(m);
+        manager_state_changed(m);
 }
 
 void manager_on_exited(Manager *m, Generation *g, const char *why) {
@@ -349,7 +418,8 @@ void manager_on_exited(Manager *m, Generation *g, const char *why) {
 
         if (before == GEN_WORKING) {
                 generation_set_failure(g, why);
-                log_error("Working generation %" PRIu32 " (pid %d) %s unexpectedly.", g->gen, (int) g->pid, why);
+                log_event(LOG_ERR, MESSAGE_INSTANCE_CRASHED, "instance-crashed", g, NULL,
+                          "Working generation %" PRIu32 " (pid %d) %s unexpectedly.", g->gen, (int) g->pid, why);
                 m->working = NULL;
                 if (g->ready_usec && now_usec() - g->ready_usec > STABLE_USEC)
                         m->crash_count = 0;
@@ -361,14 +431,15 @@ void manager_on_exited(Manager *m, Generation *g, const char *why) {
         } else if (before == GEN_DRAINING)
                 log_info("Generation %" PRIu32 " (pid %d) %s after draining.", g->gen, (int) g->pid, why);
 
-        notify_systemd_status(m);
+        manager_state_changed(m);
         prune_history(m);
         maybe_exit(m);
 }
 
 void manager_on_deadline(Manager *m, Generation *g) {
-        log_warning("Generation %" PRIu32 " (pid %d) still running at its drain deadline; killing its process group.",
-                    g->gen, (int) g->pid);
+        log_event(LOG_WARNING, MESSAGE_DRAIN_DEADLINE, "drain-deadline", g, NULL,
+                  "Generation %" PRIu32 " (pid %d) still running at its drain deadline; killing its process group.",
+                  g->gen, (int) g->pid);
         (void) generation_transition(g, GEN_EVENT_DEADLINE);
         generation_set_failure(g, "killed at the drain deadline");
         g->killed = true;
@@ -410,7 +481,7 @@ static void restart_spawn(Manager *m) {
         log_info("Generation %" PRIu32 " started as pid %d.", gen, (int) r->gen->pid);
         ctl_connection_progress(r->requester, "spawned", "generation %" PRIu32 " started as pid %d",
                                 gen, (int) r->gen->pid);
-        notify_systemd_status(m);
+        manager_state_changed(m);
 }
 
 static int on_check_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
@@ -495,7 +566,8 @@ int manager_request_restart(Manager *m, CtlConnection *c, uint64_t timeout_usec)
         config_init(&r->config);
         m->restart = r;
         m->respawn_timer = sd_event_source_disable_unref(m->respawn_timer);
-        log_info("Restart requested%s.", c ? " over the control socket" : "");
+        log_event(LOG_INFO, MESSAGE_RESTART_STARTED, "restart-started", NULL, NULL, "Restart requested%s.",
+                  c ? " over the control socket" : m->last_gen == 0 ? " (first start)" : " (replacing a failed instance)");
 
         /* The config file is read again: a bad one changes nothing. */
         k = manager_load_config(m, &r->config, &error);
@@ -513,6 +585,10 @@ int manager_request_restart(Manager *m, CtlConnection *c, uint64_t timeout_usec)
         r->start_timeout_usec = timeout_usec != USEC_INFINITY && timeout_usec != 0
                                         ? timeout_usec
                                         : r->config.start_timeout_usec;
+        if (c)
+                /* systemd: a reload is under way, and may take as long as the start timeout. */
+                (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nEXTEND_TIMEOUT_USEC=%" PRIu64,
+                                  now_usec(), r->start_timeout_usec + 10 * USEC_PER_SEC);
         ctl_connection_progress(c, "config", "configuration %s", m->config_path ? "re-read" : "checked");
 
         if (r->config.exec_check) {
@@ -547,16 +623,174 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
                 if (g->state == GEN_WORKING || g->state == GEN_DRAINING)
                         generation_start_drain(m, g, GEN_EVENT_STOP);
         /* Once the working generation drains, nothing takes new flows: they stay with it. */
-        notify_systemd_status(m);
+        manager_state_changed(m);
         maybe_exit(m);
+        return 0;
+}
+
+static bool has_prefix(const char *s, const char *prefix) {
+        return s && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static Group *find_group_by_address(Manager *m, const char *address) {
+        for (unsigned i = 0; i < m->n_groups; i++)
+                if (streq(m->groups[i].address, address))
+                        return &m->groups[i];
+        return NULL;
+}
+
+static int gen_state_from_string(const char *s) {
+        for (int i = 0; i < _GEN_STATE_MAX; i++)
+                if (streq_ptr(gen_state_to_string(i), s))
+                        return i;
+        return -EINVAL;
+}
+
+static uint64_t record_u64(const CtlRecord *r, const char *key) {
+        uint64_t v = 0;
+        (void) ctl_record_get_u64(r, key, &v);
+        return v;
+}
+
+/* The snapshot's groups must be ours, in the same order: group indexes are in the flow table
+ * and the socket array. Reorders m->groups to match; false if they do not. */
+static bool snapshot_groups_match(Manager *m, const VaultSnapshot *v) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < v->msg->n_records; i++) {
+                const CtlRecord *r = &v->msg->records[i];
+                const char *address = ctl_record_get(r, "address");
+                uint64_t index;
+                Group *g, tmp;
+
+                if (!streq(r->type, "group"))
+                        continue;
+                if (ctl_record_get_u64(r, "index", &index) < 0 || index >= m->n_groups || !address)
+                        return false;
+                g = find_group_by_address(m, address);
+                if (!g)
+                        return false;
+                tmp = m->groups[index];
+                m->groups[index] = *g;
+                *g = tmp;
+                n++;
+        }
+        return n == m->n_groups;
+}
+
+/* Takes over the generations of an earlier grmd from its snapshot (maps already adopted). */
+static int restore_generations(Manager *m, VaultSnapshot *v) {
+        const CtlRecord *head = ctl_message_find(v->msg, "grmd");
+        Generation **tail = &m->generations;
+        unsigned live = 0;
+
+        m->last_gen = (uint32_t) record_u64(head, "last_gen");
+        m->crash_count = (unsigned) record_u64(head, "crash_count");
+        m->restarts_done = record_u64(head, "restarts_done");
+        m->restarts_failed = record_u64(head, "restarts_failed");
+        m->vault_seq = v->seq;
+
+        for (size_t i = 0; i < v->msg->n_records; i++) {
+                const CtlRecord *r = &v->msg->records[i];
+                uint64_t pidfd_index;
+                Generation *g;
+                int state;
+
+                if (!streq(r->type, "generation"))
+                        continue;
+                state = gen_state_from_string(ctl_record_get(r, "state"));
+                if (state < 0 || record_u64(r, "slot") >= GRM_GEN_SLOTS)
+                        continue;
+                g = calloc(1, sizeof(*g));
+                if (!g)
+                        return -ENOMEM;
+                g->manager = m;
+                g->gen = (uint32_t) record_u64(r, "generation");
+                g->slot = (unsigned) record_u64(r, "slot");
+                g->slot_held = record_u64(r, "slot_held") != 0;
+                g->state = state;
+                g->pid = (pid_t) record_u64(r, "pid");
+                g->pidfd = -EBADF;
+                g->n_fds = (unsigned) record_u64(r, "sockets");
+                g->sockets_per_group = (unsigned) record_u64(r, "per_group");
+                g->spawned_usec = record_u64(r, "spawned_usec");
+                g->ready_usec = record_u64(r, "ready_usec");
+                g->ready_seen_usec = record_u64(r, "ready_seen_usec");
+                g->flipped_usec = record_u64(r, "flipped_usec");
+                g->drain_deadline_usec = record_u64(r, "drain_deadline_usec");
+                g->exited_usec = record_u64(r, "exited_usec");
+                g->killed = record_u64(r, "killed") != 0;
+                g->packets_at_exit = record_u64(r, "packets_at_exit");
+                if (ctl_record_get(r, "status"))
+                        g->status = strdup(ctl_record_get(r, "status"));
+                if (ctl_record_get(r, "failure"))
+                        g->failure = strdup(ctl_record_get(r, "failure"));
+                if (ctl_record_get_u64(r, "pidfd", &pidfd_index) == 0 &&
+                    pidfd_index < v->n_fds - STEERING_N_MAPS) {
+                        g->pidfd = v->fds[STEERING_N_MAPS + pidfd_index];
+                        v->fds[STEERING_N_MAPS + pidfd_index] = -EBADF;
+                }
+                *tail = g;
+                tail = &g->next;
+
+                if (!gen_state_is_live(g->state))
+                        continue;
+                if (g->pidfd < 0 || generation_watch(g) < 0) {
+                        /* Without a handle on its process it cannot be supervised. */
+                        log_warning("Generation %" PRIu32 " (pid %d) cannot be watched; treating it as gone.",
+                                    g->gen, (int) g->pid);
+                        g->state = g->ready_usec ? GEN_EXITED : GEN_FAILED;
+                        generation_release_slot(g);
+                        continue;
+                }
+                live++;
+                if (g->state == GEN_WORKING)
+                        m->working = g;
+                else if (g->state == GEN_STARTING)
+                        (void) generation_set_timer(g, g->spawned_usec + m->config.start_timeout_usec);
+                else if (g->state == GEN_DRAINING && g->drain_deadline_usec != USEC_INFINITY)
+                        (void) generation_set_timer(g, g->drain_deadline_usec);
+        }
+
+        /* A restart that was under way goes on, with nobody waiting for its result. */
+        for (Generation *g = m->generations; g; g = g->next)
+                if (g->state == GEN_STARTING && !m->restart) {
+                        Restart *r = calloc(1, sizeof(*r));
+                        if (!r)
+                                return -ENOMEM;
+                        r->check_pidfd = -EBADF;
+                        r->automatic = true;
+                        r->started_usec = g->spawned_usec;
+                        r->start_timeout_usec = m->config.start_timeout_usec;
+                        config_init(&r->config);
+                        r->gen = g;
+                        m->restart = r;
+                }
+        return (int) live;
+}
+
+/* Kills the instances of a snapshot that cannot be taken over. */
+static void abandon_snapshot(VaultSnapshot *v) {
+        for (size_t i = STEERING_N_MAPS; i < v->n_fds; i++)
+                if (v->fds[i] >= 0)
+                        (void) pidfd_send_signal(v->fds[i], SIGKILL, NULL, 0);
+}
+
+static int store_listen_socket(Group *g) {
+        if (!getenv("NOTIFY_SOCKET"))
+                return 0;
+        /* Kept by systemd across grmd restarts (FileDescriptorStoreMax=), like a .socket's. */
+        if (sd_pid_notify_with_fds(0, false, "FDSTORE=1\nFDNAME=" LISTEN_FDNAME, &g->fd, 1) <= 0)
+                log_debug("Could not store the socket for %s in the fd store.", g->address);
         return 0;
 }
 
 int manager_startup(Manager *m) {
         _cleanup_free_ char *error = NULL;
         _cleanup_strv_free_ char **names = NULL;
+        VaultSnapshot *snapshot = NULL;
+        int notify_fd = -EBADF, n, r, live = 0;
         size_t n_listen;
-        int n, r;
 
         r = manager_load_config(m, &m->config, &error);
         if (r < 0)
@@ -566,66 +800,211 @@ int manager_startup(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up steering: %m");
 
-        /* Sockets from systemd first, then --listen/Datagram= addresses. */
+        /* From systemd (or from ourselves before an exec): the .socket unit's sockets, and from
+         * the fd store our own: vaults, the notify socket, --listen sockets. */
         n = sd_listen_fds_with_names(true, &names);
         if (n < 0)
                 return log_error_errno(n, "Failed to receive sockets from systemd: %m");
         n_listen = strv_length(m->config.listen);
-        if ((size_t) n + n_listen == 0)
-                return log_error_errno(EINVAL, "No sockets: run from a .socket unit or give --listen udp:ADDR:PORT.");
-        if ((size_t) n + n_listen > GRM_MAX_GROUPS)
-                return log_error_errno(E2BIG, "Too many sockets (%zu); at most %u are supported.",
-                                       (size_t) n + n_listen, GRM_MAX_GROUPS);
-        m->groups = calloc((size_t) n + n_listen, sizeof(Group));
+        if ((size_t) n + n_listen > GRM_MAX_GROUPS + 64)
+                return log_error_errno(E2BIG, "Too many file descriptors passed (%d).", n);
+        m->groups = calloc((size_t) n + n_listen + 1, sizeof(Group));
         if (!m->groups)
                 return log_error_errno(ENOMEM, "Out of memory.");
         for (int i = 0; i < n; i++) {
                 int fd = SD_LISTEN_FDS_START + i;
                 const char *name = names && names[i] ? names[i] : "?";
+                bool from_listen = streq(name, LISTEN_FDNAME);
 
-                r = group_from_fd(fd, names ? names[i] : NULL, &m->groups[m->n_groups]);
+                if (has_prefix(name, VAULT_PREFIX)) {
+                        VaultSnapshot *v = NULL;
+                        if (vault_recover(fd, &v) >= 0) {
+                                if (!snapshot || v->seq > snapshot->seq) {
+                                        vault_snapshot_free(snapshot);
+                                        snapshot = v;
+                                } else
+                                        vault_snapshot_free(v);
+                        }
+                        safe_close(fd);
+                        (void) strv_extend(&m->old_vaults, name);
+                        continue;
+                }
+                if (streq(name, NOTIFY_FDNAME)) {
+                        safe_close(notify_fd);
+                        notify_fd = fd;
+                        continue;
+                }
+                if (m->n_groups >= GRM_MAX_GROUPS)
+                        return log_error_errno(E2BIG, "Too many sockets; at most %u are supported.", GRM_MAX_GROUPS);
+                r = group_from_fd(fd, from_listen ? NULL : names ? names[i] : NULL, &m->groups[m->n_groups]);
                 if (r == -EADDRINUSE)
                         return log_error_errno(r, "Socket %d (%s) does not have SO_REUSEPORT: set ReusePort=yes in the .socket unit.",
                                                fd, name);
                 if (r < 0)
                         return log_error_errno(r, "Socket %d (%s) cannot be managed (grmd manages bound UDP sockets): %m",
                                                fd, name);
+                m->groups[m->n_groups].stored = from_listen;
                 m->n_groups++;
         }
         for (size_t i = 0; i < n_listen; i++) {
+                struct sockaddr_storage sa;
+                socklen_t sa_len;
+                bool have = false;
+
+                /* Already passed back to us (fd store, exec)? */
+                if (parse_listen_address(m->config.listen[i], &sa, &sa_len) == 0)
+                        for (unsigned k = 0; k < m->n_groups && !have; k++)
+                                have = m->groups[k].sa_len == sa_len && memcmp(&m->groups[k].sa, &sa, sa_len) == 0;
+                if (have)
+                        continue;
+                if (m->n_groups >= GRM_MAX_GROUPS)
+                        return log_error_errno(E2BIG, "Too many sockets; at most %u are supported.", GRM_MAX_GROUPS);
                 r = group_listen(m->config.listen[i], m->config.receive_buffer, &m->groups[m->n_groups]);
                 if (r < 0)
                         return log_error_errno(r, "Failed to listen on %s: %m", m->config.listen[i]);
+                (void) store_listen_socket(&m->groups[m->n_groups]);
+                m->groups[m->n_groups].stored = true;
                 m->n_groups++;
+        }
+        if (m->n_groups == 0)
+                return log_error_errno(EINVAL, "No sockets: run from a .socket unit or give --listen udp:ADDR:PORT.");
+
+        if (snapshot && !snapshot_groups_match(m, snapshot)) {
+                log_error("The sockets changed since the previous grmd; its instances cannot be taken over and are stopped.");
+                abandon_snapshot(snapshot);
+                vault_snapshot_free(snapshot);
+                snapshot = NULL;
+        }
+        if (snapshot) {
+                r = steering_adopt_maps(m->steering, snapshot->fds);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to take over the steering maps: %m");
+                        abandon_snapshot(snapshot);
+                        vault_snapshot_free(snapshot);
+                        snapshot = NULL;
+                }
         }
 
         for (unsigned i = 0; i < m->n_groups; i++) {
+                m->groups[i].index = i;
                 r = steering_add_group(m->steering, m->groups[i].fd, &m->groups[i].index);
-                if (r < 0)
+                if (r < 0) {
+                        if (snapshot)
+                                abandon_snapshot(snapshot);
+                        vault_snapshot_free(snapshot);
                         return log_error_errno(r, "Failed to attach the steering program to %s: %m",
                                                m->groups[i].address);
+                }
                 log_info("Steering %s (%s).", m->groups[i].address, m->groups[i].name);
         }
         r = steering_set_settings(m->steering, m->config.dissector, m->config.flow_timeout_usec);
-        if (r < 0)
+        if (r < 0) {
+                vault_snapshot_free(snapshot);
                 return log_error_errno(r, "Failed to configure steering: %m");
+        }
 
-        r = notify_open(m);
-        if (r < 0)
+        r = notify_open(m, notify_fd);
+        if (r >= 0)
+                r = ctl_server_open(m);
+        if (r >= 0)
+                r = vault_open(m);
+        if (r < 0) {
+                vault_snapshot_free(snapshot);
                 return r;
-        r = ctl_server_open(m);
-        if (r < 0)
-                return r;
+        }
 
         r = sd_event_add_signal(m->event, NULL, SIGTERM, on_stop_signal, m);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGINT, on_stop_signal, m);
-        if (r < 0)
+        if (r < 0) {
+                vault_snapshot_free(snapshot);
                 return log_error_errno(r, "Failed to watch SIGTERM/SIGINT: %m");
+        }
 
-        /* The first generation starts like any restart, without a requester. */
-        (void) manager_request_restart(m, NULL, USEC_INFINITY);
+        if (snapshot) {
+                live = restore_generations(m, snapshot);
+                vault_snapshot_free(snapshot);
+                if (live < 0)
+                        return log_error_errno(live, "Failed to restore generations: %m");
+                log_event(LOG_NOTICE, MESSAGE_STATE_RECOVERED, "state-recovered", m->working, NULL,
+                          "Took over %d running generation(s) from the previous grmd; working generation %" PRIu32 ".",
+                          live, m->working ? m->working->gen : 0);
+                manager_state_changed(m);
+                if (m->working)
+                        (void) sd_notify(false, "READY=1");
+        }
+        if (!m->working && !m->restart)
+                /* The first generation starts like any restart, without a requester. */
+                (void) manager_request_restart(m, NULL, USEC_INFINITY);
+        else
+                manager_state_changed(m);
         return 0;
+}
+
+/* grmctl reexec: the same process runs grmd's binary again (a new version, after an upgrade),
+ * handing everything over the way systemd hands over stored fds. Only returns on failure. */
+int manager_reexec(Manager *m) {
+        _cleanup_free_ char *names = NULL;
+        int fds[GRM_MAX_GROUPS + 2], n = 0;
+        size_t names_len = 0;
+        char buf[32];
+
+        if (!m->exe_path || access(m->exe_path, X_OK) < 0)
+                return log_error_errno(errno ? errno : ENOENT, "Cannot re-execute %s: %m", strempty(m->exe_path));
+        (void) vault_save(m);
+
+        for (unsigned i = 0; i <= m->n_groups + 1; i++) {
+                const char *name;
+                int fd;
+
+                if (i < m->n_groups) {
+                        fd = m->groups[i].fd;
+                        name = m->groups[i].stored ? LISTEN_FDNAME : m->groups[i].name;
+                } else if (i == m->n_groups) {
+                        fd = m->notify_fd;
+                        name = NOTIFY_FDNAME;
+                } else {
+                        fd = m->vault_r;
+                        name = m->vault_name;
+                }
+                fds[n++] = fd;
+                size_t l = strlen(name);
+                char *p = realloc(names, names_len + l + 2);
+                if (!p)
+                        return log_error_errno(ENOMEM, "Out of memory.");
+                names = p;
+                if (names_len)
+                        names[names_len++] = ':';
+                memcpy(names + names_len, name, l + 1);
+                names_len += l;
+        }
+
+        /* Into 3, 4, ... without O_CLOEXEC: first above the range, then into place. */
+        for (int i = 0; i < n; i++) {
+                fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, SD_LISTEN_FDS_START + n);
+                if (fds[i] < 0)
+                        return log_error_errno(errno, "Failed to prepare fds for exec: %m");
+        }
+        log_notice("Re-executing %s.", m->exe_path);
+        for (int i = 0; i < n; i++)
+                if (dup2(fds[i], SD_LISTEN_FDS_START + i) < 0)
+                        _exit(EXIT_FAILURE); /* the event loop's fds may be gone: start over */
+        snprintf(buf, sizeof(buf), "%d", n);
+        setenv("LISTEN_FDS", buf, 1);
+        snprintf(buf, sizeof(buf), "%d", (int) getpid());
+        setenv("LISTEN_PID", buf, 1);
+        setenv("LISTEN_FDNAMES", names, 1);
+        execv(m->exe_path, m->argv);
+        log_error_errno(errno, "Failed to re-execute %s: %m; exiting so that systemd restarts grmd.", m->exe_path);
+        _exit(EXIT_FAILURE);
+}
+
+void manager_clear_fd_store(Manager *m) {
+        if (!getenv("NOTIFY_SOCKET"))
+                return;
+        (void) sd_notify(false, "FDSTOREREMOVE=1\nFDNAME=" NOTIFY_FDNAME);
+        (void) sd_notify(false, "FDSTOREREMOVE=1\nFDNAME=" LISTEN_FDNAME);
+        vault_close(m, true);
 }
 
 int manager_run(Manager *m) {

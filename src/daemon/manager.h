@@ -38,6 +38,7 @@ typedef struct Group {
         char *address;                   /* printable, "udp:127.0.0.1:9000" */
         struct sockaddr_storage sa;      /* what the original socket is bound to */
         socklen_t sa_len;
+        bool stored;                     /* opened by grmd (--listen), kept in the fd store */
 } Group;
 
 struct Generation {
@@ -65,6 +66,18 @@ struct Generation {
         bool killed;                     /* grmd sent SIGKILL */
         Generation *next;                /* Manager.generations, newest first */
 };
+
+/* The newest state snapshot found in a vault (vault.c). */
+typedef struct VaultSnapshot {
+        CtlMessage *msg;
+        int *fds;                        /* STEERING_N_MAPS maps, then pidfds */
+        size_t n_fds;
+        uint64_t seq;
+} VaultSnapshot;
+
+#define VAULT_PREFIX "grm-vault-"
+#define NOTIFY_FDNAME "grm-notify"
+#define LISTEN_FDNAME "grm-listen"
 
 typedef struct Restart {
         GrmOutcome outcome;
@@ -112,6 +125,16 @@ struct Manager {
         unsigned crash_count;
         sd_event_source *respawn_timer;
 
+        int vault_r, vault_w;            /* the state vault (vault.c) */
+        char *vault_name;
+        bool vault_stored;
+        uint64_t vault_seq;
+        char **old_vaults;               /* names of inherited vaults, removed once ours is stored */
+
+        char *exe_path;                  /* for grmctl reexec */
+        char **argv;
+        bool reexec_pending;
+
         bool stopping;
         uint64_t started_usec;
         uint64_t restarts_done, restarts_failed;
@@ -127,6 +150,9 @@ static inline void manager_freep(Manager **m) {
 int manager_load_config(Manager *m, Config *ret, char **ret_error);
 int manager_startup(Manager *m);
 int manager_run(Manager *m);
+int manager_reexec(Manager *m);
+/* On a clean exit: nothing of ours stays in systemd's fd store. */
+void manager_clear_fd_store(Manager *m);
 /* Starts a restart on behalf of a control connection (NULL: automatic). Replies busy itself. */
 int manager_request_restart(Manager *m, CtlConnection *c, uint64_t timeout_usec);
 void manager_on_ready(Manager *m, Generation *g);
@@ -147,6 +173,8 @@ int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd);
 int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *config,
                      uint64_t start_timeout_usec, Generation **ret);
 Generation *generation_free(Generation *g);
+/* Watches g->pidfd for the process's exit (as its parent, or as an adopter). */
+int generation_watch(Generation *g);
 void generation_close_sockets(Generation *g);
 int generation_signal(Generation *g, int sig, bool whole_group);
 int generation_set_timer(Generation *g, uint64_t usec);
@@ -155,8 +183,16 @@ Generation *manager_find_generation_by_pid(Manager *m, pid_t pid);
 uint64_t generation_packets(Generation *g);
 
 /* notify.c */
-int notify_open(Manager *m);
+/* Opens the notify socket, or takes over inherited_fd (from the fd store or an exec). */
+int notify_open(Manager *m, int inherited_fd);
 void notify_close(Manager *m);
+
+/* vault.c */
+int vault_open(Manager *m);
+int vault_save(Manager *m);
+int vault_recover(int fd, VaultSnapshot **ret);
+void vault_snapshot_free(VaultSnapshot *v);
+void vault_close(Manager *m, bool remove_from_store);
 
 /* ctl-server.c */
 int ctl_server_open(Manager *m);

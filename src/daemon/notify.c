@@ -4,6 +4,7 @@
  * to clean up, reachable by an unprivileged instance). Only datagrams whose SCM_CREDENTIALS pid
  * belongs to a live generation count; others are ignored and counted. Passed fds are closed.
  */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -13,6 +14,7 @@
 #include "macro.h"
 #include "manager.h"
 #include "notify-message.h"
+#include <systemd/sd-daemon.h>
 
 static void close_passed_fds(struct msghdr *mh) {
         for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c))
@@ -42,6 +44,10 @@ static void handle_message(Manager *m, Generation *g, const NotifyMessage *msg) 
                 uint64_t current = 0;
                 if (!g->timer || sd_event_source_get_time(g->timer, &current) < 0 || until > current)
                         (void) generation_set_timer(g, until);
+                /* systemd's reload timeout has to wait as long. */
+                if (m->restart && m->restart->gen == g && !m->restart->automatic)
+                        (void) sd_notifyf(false, "EXTEND_TIMEOUT_USEC=%" PRIu64,
+                                          msg->extend_timeout_usec + 10 * USEC_PER_SEC);
                 ctl_connection_progress(m->restart && m->restart->gen == g ? m->restart->requester : NULL,
                                         "extend", "generation %" PRIu32 " extended its start timeout by %" PRIu64 " ms",
                                         g->gen, msg->extend_timeout_usec / 1000);
@@ -120,18 +126,28 @@ static int on_notify(sd_event_source *s, int fd, uint32_t revents, void *userdat
         return 0;
 }
 
-int notify_open(Manager *m) {
-        _cleanup_close_ int fd = -EBADF;
+int notify_open(Manager *m, int inherited_fd) {
+        _cleanup_close_ int fd = inherited_fd;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         socklen_t len = sizeof(sa);
         int one = 1, r;
 
-        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return log_error_errno(errno, "Failed to create notify socket: %m");
-        /* Binding only the family autobinds a unique abstract name. */
-        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa_family_t)) < 0)
-                return log_error_errno(errno, "Failed to bind notify socket: %m");
+        if (fd >= 0) {
+                /* The previous grmd's: instances still starting send READY=1 here, and what
+                 * they sent while no grmd was running is still queued. */
+                if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+                        return log_error_errno(errno, "Failed to take over the notify socket: %m");
+        } else {
+                fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                if (fd < 0)
+                        return log_error_errno(errno, "Failed to create notify socket: %m");
+                /* Binding only the family autobinds a unique abstract name. */
+                if (bind(fd, (struct sockaddr *) &sa, sizeof(sa_family_t)) < 0)
+                        return log_error_errno(errno, "Failed to bind notify socket: %m");
+                if (getenv("NOTIFY_SOCKET") &&
+                    sd_pid_notify_with_fds(0, false, "FDSTORE=1\nFDNAME=" NOTIFY_FDNAME, &fd, 1) <= 0)
+                        log_debug("Could not store the notify socket in the fd store.");
+        }
         if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0)
                 return log_error_errno(errno, "Failed to enable credentials on notify socket: %m");
         if (getsockname(fd, (struct sockaddr *) &sa, &len) < 0)

@@ -4,6 +4,7 @@
  * read-only group_id) whose maps are all shared with the first skeleton, plus a userspace copy
  * of the config entry, which only this file writes. See steering.h and bpf/steer-api.h.
  */
+#include <fcntl.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -20,6 +21,7 @@
 
 struct Steering {
         unsigned flow_table_size;
+        int adopted[STEERING_N_MAPS];        /* maps of an earlier grmd, or -EBADF */
         struct steer *skels[GRM_MAX_GROUPS]; /* skels[0] owns the shared maps */
         unsigned n_groups;
         struct grm_config config;            /* what the config map holds */
@@ -38,6 +40,10 @@ static const char *const stat_names[_GRM_STAT_MAX] = {
         [GRM_STAT_ERR_FLOW_UPDATE] = "error_flow_update",
         [GRM_STAT_ERR_SELECT] = "error_select",
         [GRM_STAT_ERR_CONFIG] = "error_config",
+};
+
+const char *const steering_map_names[STEERING_N_MAPS] = {
+        "sockets", "config", "slots", "flows", "stats", "slot_packets",
 };
 
 const char *grm_stat_to_string(int stat) {
@@ -61,6 +67,8 @@ int steering_new(unsigned flow_table_size, Steering **ret) {
                 return -ENOMEM;
         s->flow_table_size = flow_table_size;
         s->n_cpus = n_cpus;
+        for (unsigned i = 0; i < STEERING_N_MAPS; i++)
+                s->adopted[i] = -EBADF;
         s->config = (struct grm_config) {
                 .working_slot = GRM_SLOT_NONE,
                 .pending_slot = GRM_SLOT_NONE,
@@ -76,6 +84,8 @@ Steering *steering_free(Steering *s) {
                 return NULL;
         for (unsigned i = 0; i < s->n_groups; i++)
                 steer__destroy(s->skels[i]);
+        for (unsigned i = 0; i < STEERING_N_MAPS; i++)
+                safe_close(s->adopted[i]);
         free(s);
         return NULL;
 }
@@ -107,7 +117,19 @@ int steering_add_group(Steering *s, int fd, unsigned *ret_group) {
                 return negative_errno();
 
         skel->rodata->group_id = s->n_groups;
-        if (s->n_groups == 0) {
+        if (s->n_groups == 0 && s->adopted[0] >= 0) {
+                /* An earlier grmd's maps: the state (flows, slots, working generation) goes on. */
+                for (unsigned i = 0; i < STEERING_N_MAPS; i++) {
+                        map = bpf_object__find_map_by_name(skel->obj, steering_map_names[i]);
+                        if (!map) {
+                                r = -ENOENT;
+                                goto fail;
+                        }
+                        r = bpf_map__reuse_fd(map, s->adopted[i]);
+                        if (r < 0)
+                                goto fail;
+                }
+        } else if (s->n_groups == 0) {
                 r = bpf_map__set_max_entries(skel->maps.flows, s->flow_table_size);
                 if (r < 0)
                         goto fail;
@@ -143,7 +165,18 @@ int steering_add_group(Steering *s, int fd, unsigned *ret_group) {
         if (ret_group)
                 *ret_group = s->n_groups;
         s->n_groups++;
-        if (s->n_groups == 1) {
+        if (s->n_groups == 1 && s->adopted[0] >= 0) {
+                __u32 zero = 0;
+                struct grm_config cfg;
+
+                if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.config), &zero, &cfg) < 0)
+                        return negative_errno();
+                s->config = cfg;
+                s->flow_table_size = bpf_map__max_entries(skel->maps.flows);
+                /* The skeleton holds its own references now. */
+                for (unsigned i = 0; i < STEERING_N_MAPS; i++)
+                        s->adopted[i] = safe_close(s->adopted[i]);
+        } else if (s->n_groups == 1) {
                 r = write_config(s);
                 if (r < 0)
                         return r;
@@ -287,6 +320,44 @@ int steering_get_slot_packets(Steering *s, unsigned slot, uint64_t *ret) {
         if (s->n_groups == 0)
                 return 0;
         return sum_percpu(s, bpf_map__fd(s->skels[0]->maps.slot_packets), slot, ret);
+}
+
+int steering_get_map_fds(Steering *s, int ret_fds[STEERING_N_MAPS]) {
+        if (s->n_groups == 0)
+                return -ENOENT;
+        for (unsigned i = 0; i < STEERING_N_MAPS; i++) {
+                const struct bpf_map *map = bpf_object__find_map_by_name(s->skels[0]->obj, steering_map_names[i]);
+                if (!map)
+                        return -ENOENT;
+                ret_fds[i] = bpf_map__fd(map);
+        }
+        return 0;
+}
+
+int steering_adopt_maps(Steering *s, const int fds[STEERING_N_MAPS]) {
+        int copies[STEERING_N_MAPS];
+
+        if (s->n_groups > 0)
+                return -EBUSY;
+        for (unsigned i = 0; i < STEERING_N_MAPS; i++) {
+                copies[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+                if (copies[i] < 0) {
+                        int r = negative_errno();
+                        while (i > 0)
+                                safe_close(copies[--i]);
+                        return r;
+                }
+        }
+        for (unsigned i = 0; i < STEERING_N_MAPS; i++) {
+                safe_close(s->adopted[i]);
+                s->adopted[i] = copies[i];
+        }
+        return 0;
+}
+
+void steering_get_working(Steering *s, uint32_t *ret_working, uint32_t *ret_pending) {
+        *ret_working = s->config.working_slot;
+        *ret_pending = s->config.pending_slot;
 }
 
 int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total) {

@@ -73,3 +73,27 @@ int steering_get_slot_packets(Steering *s, unsigned slot, uint64_t *ret);
 int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total);
 
 const char *grm_stat_to_string(int stat);
+
+/*
+ * Handing the maps over to the next grmd (after a crash or an exec of a new binary): the maps are
+ * the state, the programs are loaded again and re-attached (an atomic replacement on each group).
+ */
+#define STEERING_N_MAPS 6
+/* Names of the shared maps, in the order of the fd arrays below. */
+extern const char *const steering_map_names[STEERING_N_MAPS];
+
+/* The shared maps' fds (owned by s; valid while it lives). -ENOENT before the first group. */
+int steering_get_map_fds(Steering *s, int ret_fds[STEERING_N_MAPS]);
+
+/**
+ * steering_adopt_maps() - use maps created by an earlier grmd instead of new ones.
+ * @fds: the maps, in steering_map_names order; duplicated, the caller keeps its fds
+ * Call before the first steering_add_group(). The flow table keeps its size, whatever
+ * steering_new() was given; the working and pending slots, dissector and timeout are read back
+ * from the config map when the first group is added.
+ * Return: 0, -EBUSY if groups exist already, -errno from dup.
+ */
+int steering_adopt_maps(Steering *s, const int fds[STEERING_N_MAPS]);
+
+/* The working and pending slots as the config map has them. */
+void steering_get_working(Steering *s, uint32_t *ret_working, uint32_t *ret_pending);
