@@ -317,6 +317,13 @@ static int on_connection_timeout(sd_event_source *s, uint64_t usec, void *userda
         return 0;
 }
 
+static int on_accept_resume(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        (void) sd_event_source_set_enabled(m->ctl_source, SD_EVENT_ON);
+        return 0;
+}
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
         _cleanup_close_ int cfd = -EBADF;
@@ -327,7 +334,13 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
         cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
-                if (errno != EAGAIN && errno != EINTR)
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                        /* The connection stays queued; retrying at once would spin. Pause. */
+                        log_warning_errno(errno, "Failed to accept control connection, pausing for 100 ms: %m");
+                        (void) sd_event_source_set_enabled(m->ctl_source, SD_EVENT_OFF);
+                        (void) sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, 100 * USEC_PER_MSEC,
+                                                          USEC_PER_MSEC, on_accept_resume, m);
+                } else if (errno != EAGAIN && errno != EINTR)
                         log_warning_errno(errno, "Failed to accept control connection: %m");
                 return 0;
         }

@@ -399,6 +399,7 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                 goto fail;
         }
         g->slot_held = true;
+        test_kill_point("spawn");
 
         r = resolve_user(config->user, &user);
         if (r < 0) {

@@ -193,6 +193,27 @@ static void log_event(int level, const char *message_id, const char *event, cons
         (void) log_struct(level, 0, fields, "%s", message);
 }
 
+/* Test hook: with GRM_TEST_KILL_FILE=PATH set, grmd SIGKILLs itself at the point of a restart
+ * named in that file (and removes the file), so tests show that the next grmd recovers from a
+ * crash at exactly that moment. Points: "spawn" (sockets registered, instance not started) and
+ * "flip" (working generation moved in the map, older ones not yet told to drain). */
+void test_kill_point(const char *name) {
+        const char *path = getenv("GRM_TEST_KILL_FILE");
+        char buf[32] = "";
+        FILE *f;
+
+        if (!path || !(f = fopen(path, "re")))
+                return;
+        if (!fgets(buf, sizeof(buf), f))
+                buf[0] = 0;
+        fclose(f);
+        buf[strcspn(buf, "\n")] = 0;
+        if (streq(buf, name)) {
+                (void) unlink(path);
+                (void) raise(SIGKILL);
+        }
+}
+
 static int generation_transition(Generation *g, GenEvent event) {
         GenState next;
         int r;
@@ -353,6 +374,7 @@ void manager_on_ready(Manager *m, Generation *g) {
         g->flipped_usec = now_usec();
         m->last_flip_latency_usec = g->flipped_usec - g->ready_seen_usec;
         m->working = g;
+        test_kill_point("flip");
         log_info("Generation %" PRIu32 " (pid %d) is working; flip took %" PRIu64 " us.", g->gen,
                  (int) g->pid, m->last_flip_latency_usec);
 
@@ -466,6 +488,9 @@ static void restart_spawn(Manager *m) {
         if (k < 0)
                 log_warning_errno(k, "Failed to apply steering settings: %m");
 
+        /* The number is spent even if the spawn fails or grmd dies: numbers only grow. */
+        m->last_gen = gen;
+        (void) vault_save(m);
         k = generation_spawn(m, gen, (unsigned) slot, &m->config, r->start_timeout_usec, &r->gen);
         if (k < 0) {
                 restart_finish(m, GRM_OUTCOME_INTERNAL, "could not start a new instance (see grmd's log)");
@@ -473,7 +498,6 @@ static void restart_spawn(Manager *m) {
                         schedule_respawn(m);
                 return;
         }
-        m->last_gen = gen;
         if (!m->working)
                 /* Nothing works: packets queue on the new generation until it is ready. */
                 (void) steering_set_working(m->steering, GRM_SLOT_NONE, r->gen->slot);
@@ -572,10 +596,13 @@ int manager_request_restart(Manager *m, CtlConnection *c, uint64_t timeout_usec)
         /* The config file is read again: a bad one changes nothing. */
         k = manager_load_config(m, &r->config, &error);
         if (k < 0) {
+                /* Out of descriptors or memory is grmd's problem, not the configuration's. */
+                bool ours = k == -EMFILE || k == -ENFILE || k == -ENOMEM;
                 char message[512];
-                snprintf(message, sizeof(message), "configuration rejected: %s; nothing changed",
+                snprintf(message, sizeof(message), "%s: %s; nothing changed",
+                         ours ? "could not read the configuration" : "configuration rejected",
                          error ? error : strerror(-k));
-                restart_finish(m, GRM_OUTCOME_REJECTED, message);
+                restart_finish(m, ours ? GRM_OUTCOME_INTERNAL : GRM_OUTCOME_REJECTED, message);
                 if (!m->working)
                         schedule_respawn(m);
                 return -EINVAL;
@@ -751,6 +778,29 @@ static int restore_generations(Manager *m, VaultSnapshot *v) {
                 else if (g->state == GEN_DRAINING && g->drain_deadline_usec != USEC_INFINITY)
                         (void) generation_set_timer(g, g->drain_deadline_usec);
         }
+
+        /* The maps are the truth about the flip: a grmd that died right after moving the working
+         * generation (before its snapshot said so) leaves a starting generation that is in fact
+         * working. Finish what it did: that generation works, the older ones drain. */
+        uint32_t working_slot, pending_slot;
+        steering_get_working(m->steering, &working_slot, &pending_slot);
+        for (Generation *g = m->generations; g; g = g->next)
+                if (g->state == GEN_STARTING && g->slot_held && g->slot == working_slot) {
+                        log_notice("Generation %" PRIu32 " was made the working one just before the previous grmd died.",
+                                   g->gen);
+                        g->state = GEN_WORKING;
+                        g->ready_usec = g->ready_seen_usec = g->flipped_usec = now_usec();
+                        (void) generation_set_timer(g, USEC_INFINITY);
+                        for (Generation *o = m->generations; o; o = o->next)
+                                if (o != g && o->state == GEN_WORKING)
+                                        generation_start_drain(m, o, GEN_EVENT_SUPERSEDED);
+                        m->working = g;
+                        break;
+                }
+        if (m->working && m->working->slot != working_slot)
+                /* The other way round cannot happen (the snapshot follows the map update), but the
+                 * map must name the working generation whatever happened. */
+                (void) steering_set_working(m->steering, m->working->slot, GRM_SLOT_NONE);
 
         /* A restart that was under way goes on, with nobody waiting for its result. */
         for (Generation *g = m->generations; g; g = g->next)

@@ -160,6 +160,7 @@ void manager_on_failed(Manager *m, Generation *g, GrmOutcome outcome, const char
 void manager_on_exited(Manager *m, Generation *g, const char *why);
 void manager_on_deadline(Manager *m, Generation *g);
 uint64_t now_usec(void);
+void test_kill_point(const char *name);
 
 /* group.c */
 int group_from_fd(int fd, const char *name, Group *ret);
