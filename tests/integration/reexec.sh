@@ -37,4 +37,12 @@ wait_for 5 '[.generations[] | select(.generation <= 2 and .state == "exited")] |
 fds_after=$(ls /proc/"$GRMD_PID"/fd | wc -l)
 [ "$fds_after" -le "$fds_before" ] || fail "fds grew across reexec: $fds_before -> $fds_after"
 ok "under load across reexec: 0 lost, 0 moved; drains completed"
+
+# The counters, in the Prometheus text format.
+grmctl metrics >"$WORK/metrics" || fail "grmctl metrics failed"
+grep -q '^grm_working_generation 3$' "$WORK/metrics" || fail "metrics: working generation"
+grep -q '^grm_restarts_succeeded_total 3$' "$WORK/metrics" || fail "metrics: restarts"
+grep -q '^grm_steering_packets_total{verdict="flow_existing"} [1-9]' "$WORK/metrics" || fail "metrics: verdicts"
+grep -q '^# TYPE grm_steering_packets_total counter$' "$WORK/metrics" || fail "metrics: TYPE lines"
+ok "grmctl metrics"
 stop_grmd || fail "grmd did not exit cleanly"
