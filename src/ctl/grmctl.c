@@ -216,10 +216,6 @@ static int verb_restart(int argc, char *argv[]) {
         int r, timeout_ms = -1;
         bool first_step = true;
 
-        if (argc > 1) {
-                fprintf(stderr, "grmctl: restart takes no arguments.\n");
-                return GRM_OUTCOME_USAGE;
-        }
         r = connect_grmd(&fd);
         if (r != 0)
                 return r;
@@ -322,15 +318,29 @@ static int request_reply(const char *verb, CtlMessage **ret) {
         return 0;
 }
 
+/* grmd's status reply and its "status" record; prints why and returns an exit code if none. */
+static int fetch_status(CtlMessage **ret_msg, const CtlRecord **ret_status) {
+        const CtlRecord *st, *e;
+        int r;
+
+        r = request_reply("status", ret_msg);
+        if (r != 0)
+                return r;
+        st = ctl_message_find(*ret_msg, "status");
+        if (!st) {
+                e = ctl_message_find(*ret_msg, "error");
+                fprintf(stderr, "grmctl: %s\n", e ? strempty(ctl_record_get(e, "message")) : "unexpected reply from grmd");
+                return e ? outcome_of(e) : GRM_OUTCOME_INTERNAL;
+        }
+        *ret_status = st;
+        return 0;
+}
+
 static int verb_reexec(int argc, char *argv[]) {
         _cleanup_(ctl_message_freep) CtlMessage *msg = NULL;
         const CtlRecord *rec;
         int r;
 
-        if (argc > 1) {
-                fprintf(stderr, "grmctl: reexec takes no arguments.\n");
-                return GRM_OUTCOME_USAGE;
-        }
         r = request_reply("reexec", &msg);
         if (r != 0)
                 return r;
@@ -374,18 +384,9 @@ static int verb_metrics(int argc, char *argv[]) {
         const CtlRecord *st;
         int r;
 
-        if (argc > 1) {
-                fprintf(stderr, "grmctl: metrics takes no arguments.\n");
-                return GRM_OUTCOME_USAGE;
-        }
-        r = request_reply("status", &msg);
+        r = fetch_status(&msg, &st);
         if (r != 0)
                 return r;
-        st = ctl_message_find(msg, "status");
-        if (!st) {
-                fprintf(stderr, "grmctl: unexpected reply from grmd.\n");
-                return GRM_OUTCOME_INTERNAL;
-        }
 
         static const struct {
                 const char *key, *name, *type, *help;
@@ -459,19 +460,9 @@ static int verb_status(int argc, char *argv[]) {
         const CtlRecord *st;
         int r;
 
-        if (argc > 1) {
-                fprintf(stderr, "grmctl: status takes no arguments.\n");
-                return GRM_OUTCOME_USAGE;
-        }
-        r = request_reply("status", &msg);
+        r = fetch_status(&msg, &st);
         if (r != 0)
                 return r;
-        st = ctl_message_find(msg, "status");
-        if (!st) {
-                const CtlRecord *e = ctl_message_find(msg, "error");
-                fprintf(stderr, "grmctl: %s\n", e ? strempty(ctl_record_get(e, "message")) : "unexpected reply");
-                return e ? outcome_of(e) : GRM_OUTCOME_INTERNAL;
-        }
 
         if (arg_json) {
                 static const char *const lists[][2] = {
@@ -619,6 +610,10 @@ int main(int argc, char *argv[]) {
                         r = parse_options(vargc, vargv);
                         if (r >= 0)
                                 return r;
+                        if (optind < vargc) {
+                                fprintf(stderr, "grmctl: %s takes no arguments ('%s').\n", verbs[i].name, vargv[optind]);
+                                return GRM_OUTCOME_USAGE;
+                        }
                         return verbs[i].run(vargc - optind + 1, vargv + optind - 1);
                 }
         fprintf(stderr, "grmctl: unknown verb '%s' (see grmctl --help).\n", argv[optind]);
