@@ -233,7 +233,7 @@ static void generation_set_failure(Generation *g, const char *why) {
         g->failure = why ? strdup(why) : NULL;
 }
 
-static unsigned find_free_slot(Manager *m, int *ret) {
+static int find_free_slot(Manager *m, int *ret) {
         bool used[GRM_GEN_SLOTS] = {};
 
         for (Generation *g = m->generations; g; g = g->next)
