@@ -112,6 +112,20 @@ int group_listen(const char *address, uint64_t receive_buffer, Group *ret) {
         return 0;
 }
 
+/* Reads and drops what is queued on the original socket. Once a generation works, the steering
+ * program never selects that socket, so anything there arrived before (the datagram that made
+ * systemd start the service, for one) and would stay forever: unanswered, and keeping the
+ * socket readable, so that systemd starts the service again the moment it is stopped.
+ * Returns how many datagrams were dropped. */
+int group_discard_queued(const Group *g) {
+        char byte;
+        int n = 0;
+
+        while (n < 1000000 && recv(g->fd, &byte, sizeof(byte), MSG_DONTWAIT | MSG_TRUNC) >= 0)
+                n++;
+        return n;
+}
+
 void group_done(Group *g) {
         g->fd = safe_close(g->fd);
         free(g->name);

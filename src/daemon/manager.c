@@ -377,6 +377,13 @@ void manager_on_ready(Manager *m, Generation *g) {
         test_kill_point("flip");
         log_info("Generation %" PRIu32 " (pid %d) is working; flip took %" PRIu64 " us.", g->gen,
                  (int) g->pid, m->last_flip_latency_usec);
+        if (!old)
+                for (unsigned i = 0; i < m->n_groups; i++) {
+                        int n = group_discard_queued(&m->groups[i]);
+                        if (n > 0)
+                                log_notice("Dropped %d datagram(s) that reached %s while no generation was working.",
+                                           n, m->groups[i].address);
+                }
 
         if (m->restart && m->restart->gen == g)
                 ctl_connection_progress(m->restart->requester, "ready",
@@ -459,13 +466,17 @@ void manager_on_exited(Manager *m, Generation *g, const char *why) {
 }
 
 void manager_on_deadline(Manager *m, Generation *g) {
+        int r;
+
         log_event(LOG_WARNING, MESSAGE_DRAIN_DEADLINE, "drain-deadline", g, NULL,
                   "Generation %" PRIu32 " (pid %d) still running at its drain deadline; killing its process group.",
                   g->gen, (int) g->pid);
         (void) generation_transition(g, GEN_EVENT_DEADLINE);
         generation_set_failure(g, "killed at the drain deadline");
         g->killed = true;
-        (void) generation_signal(g, SIGKILL, true);
+        r = generation_signal(g, SIGKILL, true);
+        if (r < 0)
+                log_error_errno(r, "Failed to kill generation %" PRIu32 " (pid %d): %m", g->gen, (int) g->pid);
 }
 
 /* The restart's config is in place and checked: spawn the new generation. */

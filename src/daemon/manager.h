@@ -166,6 +166,7 @@ void test_kill_point(const char *name);
 int group_from_fd(int fd, const char *name, Group *ret);
 int group_listen(const char *address, uint64_t receive_buffer, Group *ret);
 void group_done(Group *g);
+int group_discard_queued(const Group *g);
 /* A fresh socket bound to the group's address, with the original's options; receive_buffer
  * (bytes, 0: as the original) sets its SO_RCVBUF. */
 int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd);

@@ -14,15 +14,17 @@
 # namespace (only lo, so the tests use port 9000 without disturbing the host), the
 # capabilities and bpf() grmd needs. /etc/grm is a writable copy of the installed one, so a
 # test can change grmd's config. Nothing outlives this script: the container is killed at the
-# deadline, and the work folder is removed.
+# deadline or when this script is (it lives in this script's PID namespace), and the work
+# folder is removed.
 set -euo pipefail
 
 TEST=${1:?usage: boot-test.sh TEST}
 HERE=$(cd "$(dirname "$0")" && pwd)
 : "${GRM_BUILD_ROOT:?}" "${GRM_SOURCE_ROOT:?}"
-# Seconds until the container is killed; the test itself is stopped 30 s earlier so that its
-# journal is still collected.
+# Seconds until the container is killed (GRM_SYSTEST_DEADLINE), and until the test inside is
+# stopped (GRM_SYSTEST_TIMEOUT): earlier, so that its journal is still collected.
 DEADLINE=${GRM_SYSTEST_DEADLINE:-240}
+TEST_TIMEOUT=${GRM_SYSTEST_TIMEOUT:-$((DEADLINE > 60 ? DEADLINE - 30 : DEADLINE / 2))}
 
 skip() {
         echo "SKIP: $*"
@@ -44,8 +46,20 @@ command -v systemd-nspawn >/dev/null || skip "needs systemd-nspawn (apt-get inst
 [ -x /lib/systemd/systemd ] || skip "needs systemd (/lib/systemd/systemd) to boot in the container"
 command -v jq >/dev/null || skip "needs jq"
 
-WORK=$(mktemp -d /tmp/grm-systest.XXXXXX)
-MACHINE=grm-systest-$$
+# Everything below runs in a PID namespace of its own (and a mount namespace, for its /proc):
+# if this script is killed, even with SIGKILL, the namespace dies and the container with it.
+if [ -z "${GRM_SYSTEST_IN_NS:-}" ]; then
+        exec unshare --pid --fork --kill-child --mount-proc \
+                env GRM_SYSTEST_IN_NS=1 GRM_SYSTEST_MACHINE="grm-systest-$$" bash "$0" "$@"
+fi
+
+LOGDIR=$GRM_BUILD_ROOT/meson-logs
+rm -f "$LOGDIR/system-$TEST".*
+# In the build folder, and removed first: what a killed run left behind goes with the next one.
+WORK=$GRM_BUILD_ROOT/system-test-work/$TEST
+rm -rf "$WORK"
+mkdir -p "$WORK"
+MACHINE=${GRM_SYSTEST_MACHINE:?}
 NSPAWN_PID=
 
 # Kills the container: SIGTERM asks nspawn for a clean power-off; then SIGKILL to the
@@ -59,7 +73,7 @@ kill_container() {
                 sleep 0.2
         done
         if kill -0 "$NSPAWN_PID" 2>/dev/null; then
-                for p in $(ps -o pid= --ppid "$NSPAWN_PID" 2>/dev/null); do
+                for p in $(cat /proc/"$NSPAWN_PID"/task/*/children 2>/dev/null); do
                         kill -KILL "$p" 2>/dev/null || true
                 done
                 sleep 0.5
@@ -80,6 +94,7 @@ cleanup() {
                 rc=1
         fi
         rm -rf "$WORK"
+        rmdir "$GRM_BUILD_ROOT/system-test-work" 2>/dev/null || true
         exit $rc
 }
 trap cleanup EXIT
@@ -111,7 +126,7 @@ install -m 0755 "$HERE"/*.sh "$ROOT/usr/lib/grm-systest/"
 cp -a "$ROOT/etc/grm" "$WORK/etc-grm"
 RESULTS=$WORK/results
 mkdir -p "$RESULTS"
-echo "GRM_SYSTEST_TIMEOUT=$((DEADLINE - 30))" >"$RESULTS/env"
+echo "GRM_SYSTEST_TIMEOUT=$TEST_TIMEOUT" >"$RESULTS/env"
 
 # 3. Boot. --register=no --keep-unit: no host systemd (machined) needed; the container stays
 # in this script's cgroup.
@@ -146,17 +161,16 @@ echo "=== system test $TEST: container ran ${elapsed_ms} ms (nspawn exit $nspawn
 [ -f "$RESULTS/test.log" ] && cat "$RESULTS/test.log"
 rc=$(cat "$RESULTS/rc" 2>/dev/null || echo none)
 if [ "$timed_out" = 1 ] || [ "$rc" != 0 ]; then
-        logdir=$GRM_BUILD_ROOT/meson-logs
-        mkdir -p "$logdir"
+        mkdir -p "$LOGDIR"
         for f in journal.txt journal.export; do
-                [ -f "$RESULTS/$f" ] && cp "$RESULTS/$f" "$logdir/system-$TEST.$f"
+                [ -f "$RESULTS/$f" ] && cp "$RESULTS/$f" "$LOGDIR/system-$TEST.$f"
         done
-        cp "$WORK/console.log" "$logdir/system-$TEST.console.log"
+        cp "$WORK/console.log" "$LOGDIR/system-$TEST.console.log"
         if [ -f "$RESULTS/journal.txt" ]; then
-                echo "--- container journal (last 150 lines; all of it in $logdir/system-$TEST.journal.txt, .journal.export) ---"
+                echo "--- container journal (last 150 lines; all of it in $LOGDIR/system-$TEST.journal.txt, .journal.export) ---"
                 tail -n 150 "$RESULTS/journal.txt"
         else
-                echo "--- container console (last 80 lines; all of it in $logdir/system-$TEST.console.log) ---"
+                echo "--- container console (last 80 lines; all of it in $LOGDIR/system-$TEST.console.log) ---"
                 tail -n 80 "$WORK/console.log"
         fi
         [ "$timed_out" = 1 ] && fail "the container did not power off within ${DEADLINE}s; killed"
