@@ -196,3 +196,20 @@ check_message_id() {
                 fail "no journal entry with MESSAGE_ID=$id ($what)"
         ok "journal has MESSAGE_ID=$id ($what): $(journalctl -u "$UNIT" MESSAGE_ID="$id" -o cat --no-pager | tail -1)"
 }
+
+# kill_grmd: SIGKILL to grmd alone; waits for systemd's new grmd and its control socket.
+kill_grmd() {
+        local old i new
+        old=$(unit_prop "$UNIT" MainPID)
+        systemctl kill -s KILL --kill-whom=main "$UNIT" || fail "systemctl kill failed"
+        for i in $(seq 200); do
+                new=$(unit_prop "$UNIT" MainPID)
+                if [ "$new" != 0 ] && [ "$new" != "$old" ] && [ "$(unit_prop "$UNIT" ActiveState)" = active ] &&
+                        status_json >/dev/null 2>&1; then
+                        echo "grmd $old killed; grmd $new running after $((i * 50)) ms"
+                        return 0
+                fi
+                sleep 0.05
+        done
+        fail "no new grmd 10 s after killing $old (MainPID $(unit_prop "$UNIT" MainPID), $(unit_prop "$UNIT" ActiveState))"
+}
