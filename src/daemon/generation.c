@@ -437,16 +437,18 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
          * array, and its flows go to the working generation instead of queueing unread. */
         generation_close_sockets(g);
         g->pidfd = pidfd_open(g->pid, 0);
-        if (g->pidfd < 0) {
-                r = log_error_errno(errno, "Failed to open pidfd of %d: %m", (int) g->pid);
-                (void) kill(g->pid, SIGKILL);
-                (void) waitpid(g->pid, NULL, 0);
-                goto fail;
-        }
-        r = generation_watch(g);
+        if (g->pidfd >= 0)
+                r = generation_watch(g);
+        else if (errno == ENOSYS)
+                /* No pidfd_open(): valgrind 3.19 (tests/integration/valgrind.sh) or a seccomp
+                 * filter. Our own child is then watched by pid (SIGCHLD) and signalled with
+                 * kill(); without a pidfd it cannot be handed to a later grmd. */
+                r = sd_event_add_child(m->event, &g->child_source, g->pid, WEXITED, on_child, g);
+        else
+                r = negative_errno();
         if (r < 0) {
                 r = log_error_errno(r, "Failed to watch process %d: %m", (int) g->pid);
-                (void) pidfd_send_signal(g->pidfd, SIGKILL, NULL, 0);
+                (void) kill(g->pid, SIGKILL);
                 (void) waitpid(g->pid, NULL, 0);
                 goto fail;
         }

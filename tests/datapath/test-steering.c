@@ -5,9 +5,10 @@
  * BPF_PROG_TEST_RUN.
  *
  * Before any test runs, the binary moves itself into a network namespace of its own with only
- * loopback up. Each test runs in a forked child (CK_FORK) and builds its own "rig" there: one
- * Steering object, its groups (an "original" socket per group, bound first as systemd's would be)
- * and generations (sockets registered in a slot). Tests share nothing but the namespace.
+ * loopback up (datapath_setup() in datapath-util.h). Each test runs in a forked child (CK_FORK)
+ * and builds its own "rig" there: one Steering object, its groups (an "original" socket per
+ * group, bound first as systemd's would be) and generations (sockets registered in a slot).
+ * Tests share nothing but the namespace.
  *
  * Tests are table-driven over address family x dissector; every failure message starts with the
  * case's name ("[dual-stack/flow] ..."). A client is one UDP socket per flow; each datagram
@@ -20,24 +21,20 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "datapath-util.h"
 #include "macro.h"
 #include "steering.h"
 
@@ -167,33 +164,6 @@ typedef struct Round {
 typedef struct Counters {
         uint64_t v[_GRM_STAT_MAX];
 } Counters;
-
-static uint64_t now_msec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
-static void sleep_msec(uint64_t msec) {
-        struct timespec ts = { .tv_sec = msec / 1000, .tv_nsec = (msec % 1000) * 1000000 };
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
-static unsigned count_open_fds(void) {
-        DIR *d = opendir("/proc/self/fd");
-        struct dirent *de;
-        unsigned n = 0;
-
-        ck_assert_msg(d, "opendir(/proc/self/fd): %m");
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n - 1; /* the directory's own fd */
-}
 
 static socklen_t make_sockaddr(int domain, const char *addr, uint16_t port,
                                struct sockaddr_storage *ret) {
@@ -1191,91 +1161,13 @@ static Suite *steering_suite(void) {
         return s;
 }
 
-/* Exit status for "cannot run here": skipped (77), unless CI forbids skipping. */
-static int skip(const char *why) {
-        const char *no_skip = getenv("GRM_TEST_NO_SKIP");
-        bool fail = no_skip && streq(no_skip, "1");
-
-        fprintf(stderr, "test-steering: %s: %s\n", fail ? "cannot run (GRM_TEST_NO_SKIP=1)"
-                                                        : "skipped", why);
-        return fail ? EXIT_FAILURE : 77;
-}
-
-static int loopback_up(void) {
-        struct ifreq ifr = {};
-        _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-        if (fd < 0)
-                return negative_errno();
-        strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-        if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-                return negative_errno();
-        ifr.ifr_flags |= IFF_UP;
-        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-                return negative_errno();
-        return 0;
-}
-
-/* Loads and attaches the program once, to tell "no bpf() here" from a failing test. */
-static int probe_bpf(void) {
-        _cleanup_(steering_freep) Steering *s = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        struct sockaddr_in sa = {
-                .sin_family = AF_INET,
-                .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-        };
-        int one = 1, r;
-
-        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return negative_errno();
-        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-            bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
-                return negative_errno();
-        r = steering_new(16, &s);
-        if (r < 0)
-                return r;
-        return steering_add_group(s, fd, NULL);
-}
-
-/* Enough fds for thousands of client sockets. */
-static void raise_fd_limit(void) {
-        struct rlimit rl;
-
-        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-                return;
-        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 16384)
-                rl.rlim_max = 16384; /* root may raise it */
-        rl.rlim_cur = rl.rlim_max;
-        (void) setrlimit(RLIMIT_NOFILE, &rl);
-}
-
 int main(void) {
         SRunner *sr;
         int r, n_failed;
 
-        if (geteuid() != 0)
-                return skip("needs root (a private network namespace and bpf())");
-        if (unshare(CLONE_NEWNET) < 0) {
-                if (errno == EPERM)
-                        return skip("unshare(CLONE_NEWNET) not permitted");
-                fprintf(stderr, "test-steering: unshare(CLONE_NEWNET): %m\n");
-                return EXIT_FAILURE;
-        }
-        r = loopback_up();
-        if (r < 0) {
-                fprintf(stderr, "test-steering: cannot bring lo up: %s\n", strerror(-r));
-                return EXIT_FAILURE;
-        }
-        r = probe_bpf();
-        if (r == -EPERM)
-                return skip("bpf() not permitted (loading or attaching the steering program)");
-        if (r < 0) {
-                fprintf(stderr, "test-steering: cannot load the steering program: %s\n",
-                        strerror(-r));
-                return EXIT_FAILURE;
-        }
-        raise_fd_limit();
+        r = datapath_setup("test-steering");
+        if (r >= 0)
+                return r;
 
         sr = srunner_create(steering_suite());
         srunner_set_fork_status(sr, CK_FORK);

@@ -6,7 +6,12 @@
 start_grmd --listen udp:127.0.0.1:9000 --flow-table-size 1024 --drain-timeout 5 -- "$GRM_ECHO" --idle-exit 0.3
 # Fill the table: 1024 flows on generation 1.
 "$GRM_LOAD" -q -f 1024 -r 4096 -d 1 --ports 10000-11023 127.0.0.1:9000 || fail "filling load failed"
-[ "$(status_json | jq .grmd.flow_entries)" -ge 1000 ] || fail "table not full: $(status_json | jq .grmd.flow_entries)"
+# "Full" is less than 1024: the kernel's LRU keeps a batch of free entries (up to 128) per CPU
+# aside, and a CPU whose own free list is empty evicts rather than take another CPU's (816..1024
+# measured on 2 CPUs).
+full=$((1024 - 128 * $(nproc)))
+[ "$full" -ge 512 ] || full=512
+[ "$(status_json | jq .grmd.flow_entries)" -ge "$full" ] || fail "table not full: $(status_json | jq .grmd.flow_entries)"
 grmctl restart >/dev/null || fail "restart failed"
 wait_for 5 '.generations[] | select(.generation == 1) | .state == "exited"' || fail "generation 1 did not exit"
 ok "table full of $(status_json | jq .grmd.flow_entries) entries of an exited generation"
