@@ -81,6 +81,7 @@ Manager *manager_free(Manager *m) {
         free(m->exe_path);
         strv_free(m->argv);
         sd_event_source_disable_unref(m->respawn_timer);
+        sd_event_source_disable_unref(m->status_timer);
         m->steering = steering_free(m->steering);
         for (unsigned i = 0; i < m->n_groups; i++)
                 group_done(&m->groups[i]);
@@ -118,22 +119,35 @@ fail:
         return r;
 }
 
-/* After every change of state: systemd's STATUS= and the vault snapshot. */
-static void manager_state_changed(Manager *m) {
+static void update_status(Manager *m);
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        m->status_timer = sd_event_source_disable_unref(m->status_timer);
+        update_status(m);
+        return 0;
+}
+
+/* systemd's STATUS=: the live generations, with the seconds left to each drain deadline (kept
+ * current by a 1 s timer while one counts down). */
+static void update_status(Manager *m) {
         char buf[512];
         size_t len = 0;
         uint64_t now = now_usec();
+        bool counting = false;
 
         for (Generation *g = m->generations; g && len < sizeof(buf) - 96; g = g->next) {
                 int n;
 
                 if (!gen_state_is_live(g->state))
                         continue;
-                if (g->state == GEN_DRAINING && g->drain_deadline_usec != USEC_INFINITY)
+                if (g->state == GEN_DRAINING && g->drain_deadline_usec != USEC_INFINITY) {
+                        counting = true;
                         n = snprintf(buf + len, sizeof(buf) - len, "%sgen %" PRIu32 " draining (pid %d) %" PRIu64 " s left",
                                      len ? ", " : "", g->gen, (int) g->pid,
                                      g->drain_deadline_usec > now ? (g->drain_deadline_usec - now + USEC_PER_SEC - 1) / USEC_PER_SEC : 0);
-                else
+                } else
                         n = snprintf(buf + len, sizeof(buf) - len, "%sgen %" PRIu32 " %s (pid %d)",
                                      len ? ", " : "", g->gen, gen_state_to_string(g->state), (int) g->pid);
                 if (n > 0)
@@ -142,6 +156,14 @@ static void manager_state_changed(Manager *m) {
         if (len == 0)
                 snprintf(buf, sizeof(buf), "no generation running");
         (void) sd_notifyf(false, "STATUS=%s", buf);
+        if (counting && !m->status_timer && getenv("NOTIFY_SOCKET"))
+                (void) sd_event_add_time_relative(m->event, &m->status_timer, CLOCK_MONOTONIC, USEC_PER_SEC,
+                                                  100 * USEC_PER_MSEC, on_status_timer, m);
+}
+
+/* After every change of state: systemd's STATUS= and the vault snapshot. */
+static void manager_state_changed(Manager *m) {
+        update_status(m);
         (void) vault_save(m);
 }
 

@@ -124,6 +124,7 @@ struct Manager {
         Restart *restart;
         unsigned crash_count;
         sd_event_source *respawn_timer;
+        sd_event_source *status_timer;   /* refreshes STATUS= while a drain deadline counts down */
 
         int vault_r, vault_w;            /* the state vault (vault.c) */
         char *vault_name;

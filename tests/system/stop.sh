@@ -25,6 +25,13 @@ grmd_pid=$(unit_prop "$UNIT" MainPID)
 grmctl status | sed -n '/^GEN/,/^$/p'
 [ "$(generation_field 1 state)" = draining ] || fail "generation 1 is $(generation_field 1 state), not draining"
 echo "unit processes: $(cgroup_procs "$UNIT" | tr '\n' ' ')"
+# STATUS= (systemctl status) counts the drain down: the seconds left change while nothing else does.
+status1=$(unit_prop "$UNIT" StatusText)
+sleep 1.2
+status2=$(unit_prop "$UNIT" StatusText)
+echo "STATUS=$status1 -> $status2"
+grep -Eq "gen 2 working \(pid [0-9]+\), gen 1 draining \(pid [0-9]+\) [0-9]+ s left" <<<"$status1" || fail "STATUS=$status1"
+[ "$status1" != "$status2" ] || fail "STATUS= not kept current while generation 1 drains"
 
 step "systemctl stop"
 start=$(date +%s%N)
