@@ -105,7 +105,8 @@ static __always_inline long select_in_slot(struct sk_reuseport_md *ctx, __u32 sl
         if (nsocks == 0 || nsocks > GRM_MAX_SOCKS_PER_GEN)
                 return -1;
 
-        index = sock_index(slot, ctx->hash % nsocks);
+        /* hash * nsocks / 2^32: the same spread as hash % nsocks without a division. */
+        index = sock_index(slot, (__u32) (((__u64) ctx->hash * nsocks) >> 32));
         *ret_index = index;
         return bpf_sk_select_reuseport(ctx, &sockets, &index, 0);
 }
