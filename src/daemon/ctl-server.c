@@ -239,8 +239,7 @@ static void handle_request(CtlConnection *c, const void *buf, size_t len) {
         }
         if (verb && streq(verb, "reexec")) {
                 if (m->restart || m->stopping) {
-                        CtlConnection *keep = c;
-                        ctl_connection_result(keep, GRM_OUTCOME_BUSY, NULL,
+                        ctl_connection_result(c, GRM_OUTCOME_BUSY, NULL,
                                               m->stopping ? "grmd is stopping" : "a restart is in progress");
                         return;
                 }
