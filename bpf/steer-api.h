@@ -40,12 +40,13 @@ enum grm_stat {
         GRM_STAT_FLOW_CREATED,     /* new flow: sent to the working generation, entry created */
         GRM_STAT_FLOW_EXPIRED,     /* entry idle longer than the flow timeout: treated as new */
         GRM_STAT_FLOW_STALE,       /* entry's generation or socket is gone: treated as new */
-        GRM_STAT_PENDING,          /* no working generation yet: queued on the starting one */
-        GRM_STAT_NO_GENERATION,    /* no generation registered at all: kernel's default choice */
+        GRM_STAT_PENDING,          /* new flow, no working generation: queued on the starting one */
+        GRM_STAT_NO_GENERATION,    /* new flow, no generation with a socket to take it: dropped */
         GRM_STAT_ERR_PARSE,        /* could not read the remote address: sent to working */
         GRM_STAT_ERR_FLOW_UPDATE,  /* flow entry could not be written: sent to working anyway */
         GRM_STAT_ERR_SELECT,       /* selecting a working socket failed: packet dropped */
         GRM_STAT_ERR_CONFIG,       /* config map unreadable (cannot happen): dropped */
+        GRM_STAT_NEWEST_LIVE,      /* new flow, nothing working or pending: to the newest live one */
         _GRM_STAT_MAX,
 };
 

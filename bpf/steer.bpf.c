@@ -8,8 +8,13 @@
  * load); every instance shares the maps below, which grmd creates with the first instance.
  *
  * Invariants:
- *  - once a working generation exists, no packet is left to the kernel's default hash over the
- *    group (it would hand new flows to draining instances): a failed selection drops and counts;
+ *  - no packet is left to the kernel's default hash over the group: it would hand new flows to
+ *    draining instances, or to the original socket nobody reads. A packet no socket can take is
+ *    dropped and counted;
+ *  - an existing flow keeps its socket for as long as its generation holds its slot and the socket
+ *    is open, whatever the working and pending slots are;
+ *  - new flows go to the working generation; with none, to the pending (starting) one; with
+ *    neither, to the newest live generation that still has a socket (it then owns the flow);
  *  - every run ends in finish(), which bumps exactly one per-CPU verdict counter.
  */
 #include <linux/bpf.h>
@@ -135,81 +140,121 @@ static __always_inline int read_remote(struct sk_reuseport_md *ctx, struct grm_f
         return 0;
 }
 
+/* Selects a socket of the newest generation (highest number) whose slot is live and still has
+ * a socket to take the packet: where new flows go while nothing works and nothing is pending
+ * (the working generation crashed; its replacement is not started yet), so that a healthy older
+ * generation keeps serving. A failed selection leaves the previous choice in place, and a slot is
+ * only tried if it is newer than the best one so far, so the last successful call is the newest.
+ * Returns the chosen slot, or GRM_SLOT_NONE. */
+static __always_inline __u32 select_newest_live(struct sk_reuseport_md *ctx, __u32 *ret_gen,
+                                                __u32 *ret_index) {
+        __u32 best = GRM_SLOT_NONE, best_gen = 0;
+
+        for (__u32 slot = 0; slot < GRM_GEN_SLOTS; slot++) {
+                /* A copy for the helpers: the loop counter itself stays out of the stack, where
+                 * the verifier could not tell one iteration from the next. */
+                __u32 key = slot, index;
+                struct grm_slot *s = bpf_map_lookup_elem(&slots, &key);
+
+                if (!s || s->gen <= best_gen)
+                        continue;
+                if (select_in_slot(ctx, slot, &index) == 0) {
+                        best = slot;
+                        best_gen = s->gen;
+                        *ret_index = index;
+                }
+        }
+        *ret_gen = best_gen;
+        return best;
+}
+
 SEC("sk_reuseport")
 int grm_steer(struct sk_reuseport_md *ctx) {
         struct grm_flow_key key = { .group = group_id };
-        struct grm_flow_value *flow, new_flow = {};
+        struct grm_flow_value *flow = NULL, new_flow = {};
         enum grm_stat verdict = GRM_STAT_FLOW_CREATED;
         struct grm_config *cfg;
-        __u32 zero = 0, working, index = 0;
-        __u64 now;
+        __u32 zero = 0, working, target, index = 0;
+        int keyed = 0;
+        __u64 now = 0;
 
         cfg = bpf_map_lookup_elem(&config, &zero);
         if (!cfg)
                 return finish(GRM_STAT_ERR_CONFIG, GRM_SLOT_NONE, SK_DROP);
-
         working = cfg->working_slot;
-        if (working == GRM_SLOT_NONE) {
-                /* Nothing works yet: queue on the starting generation, which reads its sockets
-                 * once it is ready. With no generation at all, the kernel picks. */
+
+        /* Existing flows first, whatever the working and pending slots say: a flow keeps its
+         * socket while its generation lives, also while no generation works (the working one
+         * crashed, its replacement is starting). */
+        if (cfg->dissector == GRM_DISSECTOR_FLOW) {
+                if (read_remote(ctx, &key) < 0)
+                        verdict = GRM_STAT_ERR_PARSE;
+                else {
+                        keyed = 1;
+                        now = bpf_ktime_get_coarse_ns();
+                        flow = bpf_map_lookup_elem(&flows, &key);
+                }
+                if (keyed && flow) {
+                        __u32 owner = flow->index;
+                        __u32 slot = (owner / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
+                        __u64 last = flow->last_seen_ns;
+                        struct grm_slot *s = bpf_map_lookup_elem(&slots, &slot);
+
+                        if (now > last && now - last > cfg->flow_timeout_ns)
+                                verdict = GRM_STAT_FLOW_EXPIRED;
+                        else if (!s || s->gen != flow->gen)
+                                verdict = GRM_STAT_FLOW_STALE;
+                        else if (bpf_sk_select_reuseport(ctx, &sockets, &owner, 0) < 0)
+                                /* the owning socket was closed: its instance is gone */
+                                verdict = GRM_STAT_FLOW_STALE;
+                        else {
+                                /* Refresh well within the timeout, or a busy flow "expires". */
+                                __u64 touch_ns = cfg->flow_timeout_ns / 2;
+
+                                if (touch_ns > GRM_FLOW_TOUCH_NS)
+                                        touch_ns = GRM_FLOW_TOUCH_NS;
+                                if (now > last && now - last >= touch_ns)
+                                        flow->last_seen_ns = now;
+                                return finish(GRM_STAT_FLOW_EXISTING, slot, SK_PASS);
+                        }
+                }
+        } else
+                verdict = GRM_STAT_WORKING;
+
+        /* A new flow, or one that has to be treated as new. */
+        if (working != GRM_SLOT_NONE) {
+                /* Once a generation works, it gets every new flow or the packet is dropped: a
+                 * fallback would hand new flows to draining instances. */
+                if (select_in_slot(ctx, working, &index) < 0)
+                        return finish(GRM_STAT_ERR_SELECT, GRM_SLOT_NONE, SK_DROP);
+                target = working;
+                {
+                        struct grm_slot *s = bpf_map_lookup_elem(&slots, &working);
+                        new_flow.gen = s ? s->gen : 0;
+                }
+        } else {
+                /* Nothing works. The starting generation reads its queue once it is ready; it
+                 * gets no flow entries, which it creates itself once it works. */
                 __u32 pending = cfg->pending_slot;
+
                 if (pending != GRM_SLOT_NONE && select_in_slot(ctx, pending, &index) == 0)
                         return finish(GRM_STAT_PENDING, pending, SK_PASS);
-                return finish(GRM_STAT_NO_GENERATION, GRM_SLOT_NONE, SK_PASS);
+                /* Nothing pending either: the newest generation that still serves takes the flow
+                 * and keeps it. Never the kernel's hash, which would pick grmd's or systemd's
+                 * original socket, which nobody reads. */
+                target = select_newest_live(ctx, &new_flow.gen, &index);
+                if (target == GRM_SLOT_NONE)
+                        return finish(GRM_STAT_NO_GENERATION, GRM_SLOT_NONE, SK_DROP);
+                verdict = GRM_STAT_NEWEST_LIVE;
         }
 
-        if (cfg->dissector == GRM_DISSECTOR_NONE) {
-                if (select_in_slot(ctx, working, &index) < 0)
-                        return finish(GRM_STAT_ERR_SELECT, GRM_SLOT_NONE, SK_DROP);
-                return finish(GRM_STAT_WORKING, working, SK_PASS);
+        if (keyed) {
+                new_flow.last_seen_ns = now;
+                new_flow.index = index;
+                if (bpf_map_update_elem(&flows, &key, &new_flow, BPF_ANY) < 0)
+                        verdict = GRM_STAT_ERR_FLOW_UPDATE;
         }
-
-        if (read_remote(ctx, &key) < 0) {
-                if (select_in_slot(ctx, working, &index) < 0)
-                        return finish(GRM_STAT_ERR_SELECT, GRM_SLOT_NONE, SK_DROP);
-                return finish(GRM_STAT_ERR_PARSE, working, SK_PASS);
-        }
-
-        now = bpf_ktime_get_coarse_ns();
-        flow = bpf_map_lookup_elem(&flows, &key);
-        if (flow) {
-                __u32 owner = flow->index;
-                __u32 slot = (owner / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
-                __u64 last = flow->last_seen_ns;
-                struct grm_slot *s = bpf_map_lookup_elem(&slots, &slot);
-
-                if (now > last && now - last > cfg->flow_timeout_ns)
-                        verdict = GRM_STAT_FLOW_EXPIRED;
-                else if (!s || s->gen != flow->gen)
-                        verdict = GRM_STAT_FLOW_STALE;
-                else if (bpf_sk_select_reuseport(ctx, &sockets, &owner, 0) < 0)
-                        /* the owning socket was closed: its instance is gone */
-                        verdict = GRM_STAT_FLOW_STALE;
-                else {
-                        /* Refresh well within the timeout, or a busy flow "expires". */
-                        __u64 touch_ns = cfg->flow_timeout_ns / 2;
-
-                        if (touch_ns > GRM_FLOW_TOUCH_NS)
-                                touch_ns = GRM_FLOW_TOUCH_NS;
-                        if (now > last && now - last >= touch_ns)
-                                flow->last_seen_ns = now;
-                        return finish(GRM_STAT_FLOW_EXISTING, slot, SK_PASS);
-                }
-        }
-
-        /* A new flow, or one that has to be treated as new: the working generation gets it. */
-        if (select_in_slot(ctx, working, &index) < 0)
-                return finish(GRM_STAT_ERR_SELECT, GRM_SLOT_NONE, SK_DROP);
-
-        new_flow.last_seen_ns = now;
-        new_flow.index = index;
-        {
-                struct grm_slot *s = bpf_map_lookup_elem(&slots, &working);
-                new_flow.gen = s ? s->gen : 0;
-        }
-        if (bpf_map_update_elem(&flows, &key, &new_flow, BPF_ANY) < 0)
-                verdict = GRM_STAT_ERR_FLOW_UPDATE;
-        return finish(verdict, working, SK_PASS);
+        return finish(verdict, target, SK_PASS);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -40,6 +40,7 @@ static const char *const stat_names[_GRM_STAT_MAX] = {
         [GRM_STAT_ERR_FLOW_UPDATE] = "error_flow_update",
         [GRM_STAT_ERR_SELECT] = "error_select",
         [GRM_STAT_ERR_CONFIG] = "error_config",
+        [GRM_STAT_NEWEST_LIVE] = "newest_live",
 };
 
 const char *const steering_map_names[STEERING_N_MAPS] = {

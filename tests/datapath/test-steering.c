@@ -499,9 +499,10 @@ static void assert_slot_packets(Rig *rig, const char *what) {
         }
 }
 
-/* Sends one datagram per flow that the program must drop as GRM_STAT_ERR_SELECT: waits for the
- * counter, then makes sure none of them reached any socket. The caller asserts the counters. */
-static void send_expect_dropped(Rig *rig, unsigned group, unsigned first, unsigned n,
+/* Sends one datagram per flow that the program must drop with verdict stat (GRM_STAT_ERR_SELECT
+ * or GRM_STAT_NO_GENERATION): waits for the counter, then makes sure none of them reached any
+ * socket. The caller asserts the counters. */
+static void send_expect_dropped(Rig *rig, unsigned group, unsigned first, unsigned n, int stat,
                                 const char *what) {
         _cleanup_round_ Round *r = round_new(rig, group, first, n);
         Counters before = stats_now(rig);
@@ -509,7 +510,7 @@ static void send_expect_dropped(Rig *rig, unsigned group, unsigned first, unsign
 
         for (unsigned offset = 0; offset < n; offset += SEND_BATCH)
                 round_send(rig, r, offset, SEND_BATCH);
-        wait_stat(rig, &before, GRM_STAT_ERR_SELECT, n);
+        wait_stat(rig, &before, stat, n);
         collect(rig, r, UINT32_MAX, DROP_GRACE_MSEC);
         for (unsigned i = 0; i < n; i++)
                 expect(r->where[i] < 0, "%s: flow %u must be dropped, but landed on %s", what,
@@ -779,21 +780,18 @@ START_TEST(test_counters) {
 }
 END_TEST
 
-/* 6. Pending: with no generation the kernel picks (only the original socket exists); with gen 1
- * registered and pending, datagrams queue on its sockets until it reads them. */
+/* 6. Pending: with no generation at all datagrams are dropped and counted (the kernel's hash would
+ * put them on the original socket, which nobody reads); with gen 1 registered and pending, they
+ * queue on its sockets until it reads them. */
 START_TEST(test_pending) {
         Rig *rig = rig_new(&cases_all[_i]);
         Counters st = stats_now(rig);
-        _cleanup_round_ Round *r0 = NULL, *r1 = NULL, *r2 = NULL;
+        _cleanup_round_ Round *r1 = NULL, *r2 = NULL;
         unsigned a;
-        char buf[128];
 
         a = flows_open(rig, 8);
-        r0 = exchange(rig, 0, a, 8);
-        for (unsigned i = 0; i < 8; i++)
-                expect(r0->where[i] == rig->groups[0].original,
-                       "no generation yet: flow %u landed on %s, expected the original socket",
-                       a + i, sock_describe(rig, r0->where[i], buf, sizeof(buf)));
+        send_expect_dropped(rig, 0, a, 8, GRM_STAT_NO_GENERATION,
+                            "no generation yet (never onto the original socket)");
         assert_stats(rig, &st, "no generation", GRM_STAT_NO_GENERATION, 8, -1);
 
         gen_start(rig, SLOT_GEN1, 1, 4);
@@ -815,6 +813,130 @@ START_TEST(test_pending) {
         assert_round_on_gen(rig, r2, 1, "gen 1 working");
         assert_stats(rig, &st, "gen 1 working", verdict_new(rig), 8, -1);
         assert_slot_packets(rig, "gen 1 working");
+
+        rig_free(rig);
+}
+END_TEST
+
+/* 6b. Nothing works: the working generation crashed (its slot released, working and pending
+ * cleared), two older generations still live. Existing flows keep their socket; new flows (and
+ * flows of the dead generation) go to the newest live generation, which then owns them, also when
+ * it sits in a lower slot than an older one; when its sockets close, the next newest takes over;
+ * a pending generation gets new flows but not the flows of live generations; with no generation
+ * left, datagrams are dropped and counted, never put on the original socket. */
+START_TEST(test_nothing_works) {
+        enum { N = 16 };
+        /* gen 2 in a lower slot than gen 1, so "newest" cannot be "highest slot" */
+        const unsigned slot1 = SLOT_GEN1, slot2 = 2, slot3 = SLOT_GEN2, slot4 = 7;
+        Rig *rig = rig_new(&cases_all[_i]);
+        Counters st = stats_now(rig);
+        _cleanup_round_ Round *a1 = NULL, *b1 = NULL, *c1 = NULL, *a2 = NULL, *b2 = NULL,
+                *c2 = NULL, *c3 = NULL, *d1 = NULL, *d2 = NULL, *a3 = NULL, *a4 = NULL, *e1 = NULL,
+                *e2 = NULL;
+        RigGen *gen1, *gen2, *gen3, *gen4;
+        unsigned a, b, c, d, e;
+        int r;
+
+        gen1 = gen_start(rig, slot1, 1, 4);
+        set_working(rig, slot1, GRM_SLOT_NONE);
+        a = flows_open(rig, N);
+        a1 = exchange(rig, 0, a, N);
+        assert_round_on_gen(rig, a1, 1, "flows A on gen 1");
+
+        gen2 = gen_start(rig, slot2, 2, 4);
+        set_working(rig, slot2, GRM_SLOT_NONE);
+        b = flows_open(rig, N);
+        b1 = exchange(rig, 0, b, N);
+        assert_round_on_gen(rig, b1, 2, "flows B on gen 2");
+
+        gen3 = gen_start(rig, slot3, 3, 4);
+        set_working(rig, slot3, GRM_SLOT_NONE);
+        c = flows_open(rig, N);
+        c1 = exchange(rig, 0, c, N);
+        assert_round_on_gen(rig, c1, 3, "flows C on gen 3");
+        assert_stats(rig, &st, "before gen 3 crashes", verdict_new(rig), 3 * N, -1);
+
+        /* gen 3 crashes; grmd releases its slot and has no replacement yet */
+        gen_close_sockets(rig, gen3);
+        r = steering_slot_release(rig->steering, slot3);
+        expect(r == 0, "steering_slot_release(): %s", strerror(-r));
+        set_working(rig, GRM_SLOT_NONE, GRM_SLOT_NONE);
+
+        a2 = exchange(rig, 0, a, N);
+        b2 = exchange(rig, 0, b, N);
+        if (is_flow(rig)) {
+                assert_round_on_gen(rig, a2, 1, "flows A, nothing works");
+                assert_round_same_socks(rig, a2, a1, "flows A, nothing works");
+                assert_round_same_socks(rig, b2, b1, "flows B, nothing works");
+                assert_stats(rig, &st, "flows A and B, nothing works", GRM_STAT_FLOW_EXISTING,
+                             2 * N, -1);
+        } else {
+                assert_round_on_gen(rig, a2, 2, "flows A, nothing works");
+                assert_stats(rig, &st, "flows A and B, nothing works", GRM_STAT_NEWEST_LIVE,
+                             2 * N, -1);
+        }
+        assert_round_on_gen(rig, b2, 2, "flows B, nothing works");
+
+        c2 = exchange(rig, 0, c, N);
+        assert_round_on_gen(rig, c2, 2, "flows C of the crashed gen 3");
+        assert_stats(rig, &st, "flows C of the crashed gen 3", GRM_STAT_NEWEST_LIVE, N, -1);
+        c3 = exchange(rig, 0, c, N);
+        assert_round_on_gen(rig, c3, 2, "flows C again");
+        if (is_flow(rig))
+                assert_round_same_socks(rig, c3, c2, "flows C again: gen 2 owns them now");
+        assert_stats(rig, &st, "flows C again",
+                     is_flow(rig) ? GRM_STAT_FLOW_EXISTING : GRM_STAT_NEWEST_LIVE, N, -1);
+
+        /* gen 2 dies too (its slot not released yet): gen 1 is the newest that can take packets */
+        gen_close_sockets(rig, gen2);
+        d = flows_open(rig, N);
+        d1 = exchange(rig, 0, d, N);
+        assert_round_on_gen(rig, d1, 1, "new flows D, gen 2's sockets closed");
+        assert_stats(rig, &st, "new flows D", GRM_STAT_NEWEST_LIVE, N, -1);
+
+        /* a replacement starts: new flows queue on it, live generations keep their flows */
+        gen4 = gen_start(rig, slot4, 4, 4);
+        set_working(rig, GRM_SLOT_NONE, slot4);
+        a3 = exchange(rig, 0, a, N);
+        e = flows_open(rig, N);
+        e1 = exchange(rig, 0, e, N);
+        assert_round_on_gen(rig, e1, 4, "new flows E, gen 4 pending");
+        if (is_flow(rig)) {
+                assert_round_on_gen(rig, a3, 1, "flows A, gen 4 pending");
+                assert_round_same_socks(rig, a3, a1, "flows A, gen 4 pending");
+                assert_stats(rig, &st, "flows A and E, gen 4 pending", GRM_STAT_FLOW_EXISTING, N,
+                             GRM_STAT_PENDING, N, -1);
+        } else {
+                assert_round_on_gen(rig, a3, 4, "flows A, gen 4 pending");
+                assert_stats(rig, &st, "flows A and E, gen 4 pending", GRM_STAT_PENDING, 2 * N,
+                             -1);
+        }
+
+        /* gen 4 works: flows A still on gen 1, flows E (no entries while pending) new on gen 4 */
+        set_working(rig, slot4, GRM_SLOT_NONE);
+        a4 = exchange(rig, 0, a, N);
+        e2 = exchange(rig, 0, e, N);
+        assert_round_on_gen(rig, a4, is_flow(rig) ? 1 : 4, "flows A, gen 4 working");
+        assert_round_on_gen(rig, e2, 4, "flows E, gen 4 working");
+        assert_stats(rig, &st, "flows A and E, gen 4 working", verdict_existing(rig), N,
+                     verdict_new(rig), N, -1);
+        d2 = exchange(rig, 0, d, N);
+        assert_round_on_gen(rig, d2, is_flow(rig) ? 1 : 4, "flows D, gen 4 working");
+        assert_stats(rig, &st, "flows D, gen 4 working", verdict_existing(rig), N, -1);
+        assert_slot_packets(rig, "gen 4 working");
+
+        /* every generation gone: dropped and counted, never onto the original socket */
+        gen_close_sockets(rig, gen1);
+        gen_close_sockets(rig, gen4);
+        for (unsigned i = 0; i < 3; i++) {
+                unsigned slot = (unsigned[]) { slot1, slot2, slot4 }[i];
+
+                r = steering_slot_release(rig->steering, slot);
+                expect(r == 0, "steering_slot_release(%u): %s", slot, strerror(-r));
+        }
+        set_working(rig, GRM_SLOT_NONE, GRM_SLOT_NONE);
+        send_expect_dropped(rig, 0, a, N, GRM_STAT_NO_GENERATION, "flows A, no generation left");
+        assert_stats(rig, &st, "flows A, no generation left", GRM_STAT_NO_GENERATION, N, -1);
 
         rig_free(rig);
 }
@@ -943,10 +1065,12 @@ START_TEST(test_no_fallback) {
         gen_close_sockets(rig, gen2);
 
         c = flows_open(rig, 16);
-        send_expect_dropped(rig, 0, c, 16, "new flows C, working gen's sockets closed");
+        send_expect_dropped(rig, 0, c, 16, GRM_STAT_ERR_SELECT,
+                            "new flows C, working gen's sockets closed");
         assert_stats(rig, &st, "new flows C", GRM_STAT_ERR_SELECT, 16, -1);
 
-        send_expect_dropped(rig, 0, b, 16, "flows B of the dead working gen");
+        send_expect_dropped(rig, 0, b, 16, GRM_STAT_ERR_SELECT,
+                            "flows B of the dead working gen");
         assert_stats(rig, &st, "flows B of the dead working gen", GRM_STAT_ERR_SELECT, 16, -1);
 
         if (is_flow(rig)) {
@@ -956,7 +1080,8 @@ START_TEST(test_no_fallback) {
                 assert_round_same_socks(rig, ra2, ra, "flows A of the live gen 1");
                 assert_stats(rig, &st, "flows A", GRM_STAT_FLOW_EXISTING, 16, -1);
         } else {
-                send_expect_dropped(rig, 0, a, 16, "flows A, dissector none");
+                send_expect_dropped(rig, 0, a, 16, GRM_STAT_ERR_SELECT,
+                                    "flows A, dissector none");
                 assert_stats(rig, &st, "flows A", GRM_STAT_ERR_SELECT, 16, -1);
         }
         assert_slot_packets(rig, "end");
@@ -1072,6 +1197,8 @@ static Suite *steering_suite(void) {
         tcase_add_loop_test(tcase(s, "spread", 10), test_spread, 0, ELEMENTSOF(cases_all));
         tcase_add_loop_test(tcase(s, "counters", 10), test_counters, 0, ELEMENTSOF(cases_all));
         tcase_add_loop_test(tcase(s, "pending", 10), test_pending, 0, ELEMENTSOF(cases_all));
+        tcase_add_loop_test(tcase(s, "nothing_works", 10), test_nothing_works, 0,
+                            ELEMENTSOF(cases_all));
         tcase_add_loop_test(tcase(s, "flow_timeout", 20), test_flow_timeout, 0,
                             ELEMENTSOF(cases_flow));
         tcase_add_loop_test(tcase(s, "flow_timeout_active", 20), test_flow_timeout_active, 0,
