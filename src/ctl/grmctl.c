@@ -11,12 +11,14 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
+#include <systemd/sd-bus.h>
 
 #include "config.h"
 #include "ctl-protocol.h"
 #include "macro.h"
 
 static const char *arg_socket = NULL;
+static const char *arg_unit = NULL;
 static bool arg_json = false;
 static uint64_t arg_timeout_usec = 0; /* 0: grmd's start timeout */
 
@@ -47,6 +49,8 @@ static void help(void) {
         printf("\nOptions:\n"
                "  -s --socket PATH   grmd's control socket (default $GRM_SOCKET, else\n"
                "                     $RUNTIME_DIRECTORY/grmd.sock)\n"
+               "  -u --unit NAME     the grmd of service NAME: /run/DIR/grmd.sock, DIR its\n"
+               "                     RuntimeDirectory= (asked from systemd), else NAME\n"
                "  -t --timeout SEC   restart: time the new instance has to become ready\n"
                "                     (default: grmd's --start-timeout)\n"
                "  -j --json          machine-readable output\n"
@@ -104,18 +108,88 @@ static void json_record(FILE *f, const CtlRecord *r, const char *skip) {
         fputc('}', f);
 }
 
+/* The unit's first RuntimeDirectory=, from systemd over D-Bus. -errno when systemd does not
+ * answer (no bus: a container, a test) or the unit has none. */
+static int unit_runtime_directory(const char *unit, char **ret) {
+        _cleanup_free_ char *service = NULL, *object = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus *bus = NULL;
+        char **dirs = NULL;
+        size_t n = strlen(unit);
+        int r;
+
+        if (n > 8 && streq(unit + n - 8, ".service"))
+                service = strdup(unit);
+        else if (asprintf(&service, "%s.service", unit) < 0)
+                service = NULL;
+        if (!service)
+                return -ENOMEM;
+        /* As root, systemd's own socket, as systemctl does: it answers without a D-Bus broker
+         * (a minimal system, a container). Otherwise, or if that fails, the system bus. */
+        if (geteuid() == 0 && access("/run/systemd/private", F_OK) == 0) {
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, "unix:path=/run/systemd/private");
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+                if (r < 0)
+                        bus = sd_bus_flush_close_unref(bus);
+        }
+        if (!bus) {
+                r = sd_bus_open_system(&bus);
+                if (r < 0)
+                        return r;
+        }
+        /* A status query must not hang for D-Bus's default 25 s. */
+        (void) sd_bus_set_method_call_timeout(bus, 2 * USEC_PER_SEC);
+        r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", service, &object);
+        if (r >= 0)
+                r = sd_bus_get_property_strv(bus, "org.freedesktop.systemd1", object,
+                                             "org.freedesktop.systemd1.Service", "RuntimeDirectory",
+                                             &error, &dirs);
+        sd_bus_error_free(&error);
+        sd_bus_flush_close_unref(bus);
+        if (r < 0)
+                return r;
+        if (!dirs || !dirs[0]) {
+                strv_free(dirs);
+                return -ENOENT;
+        }
+        *ret = strdup(dirs[0]);
+        strv_free(dirs);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int unit_socket_path(const char *unit, char **ret) {
+        _cleanup_free_ char *dir = NULL;
+        int r;
+
+        (void) unit_runtime_directory(unit, &dir);
+        r = ctl_unit_socket_path(unit, dir, ret);
+        if (r == -EINVAL)
+                fprintf(stderr, "grmctl: invalid unit name '%s' (a service, such as grm-echo or grm-echo.service).\n",
+                        unit);
+        return r;
+}
+
 static int connect_grmd_full(int *ret_fd, bool quiet) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_free_ char *derived = NULL;
         const char *path = arg_socket;
 
+        if (!path && arg_unit) {
+                int r = unit_socket_path(arg_unit, &derived);
+                if (r < 0)
+                        return r == -EINVAL ? GRM_OUTCOME_USAGE : GRM_OUTCOME_INTERNAL;
+                path = derived;
+        }
         if (!path)
                 path = getenv("GRM_SOCKET");
         if (!path) {
                 int r = ctl_default_socket_path(&derived);
                 if (r == -ENXIO) {
-                        fprintf(stderr, "grmctl: no control socket: give --socket PATH (or set $GRM_SOCKET).\n");
+                        fprintf(stderr, "grmctl: no control socket: give --unit NAME or --socket PATH (or set $GRM_SOCKET).\n");
                         return GRM_OUTCOME_USAGE;
                 }
                 if (r < 0)
@@ -553,6 +627,7 @@ static const struct option options[] = {
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { "socket", required_argument, NULL, 's' },
+        { "unit", required_argument, NULL, 'u' },
         { "timeout", required_argument, NULL, 't' },
         { "json", no_argument, NULL, 'j' },
         {}
@@ -563,7 +638,7 @@ static const struct option options[] = {
 static int parse_options(int argc, char *argv[]) {
         int opt, r;
 
-        while ((opt = getopt_long(argc, argv, "+hs:t:j", options, NULL)) >= 0) {
+        while ((opt = getopt_long(argc, argv, "+hs:u:t:j", options, NULL)) >= 0) {
                 switch (opt) {
                 case 'h':
                         help();
@@ -573,6 +648,9 @@ static int parse_options(int argc, char *argv[]) {
                         return 0;
                 case 's':
                         arg_socket = optarg;
+                        break;
+                case 'u':
+                        arg_unit = optarg;
                         break;
                 case 't':
                         r = parse_sec(optarg, &arg_timeout_usec);
@@ -612,6 +690,10 @@ int main(int argc, char *argv[]) {
                                 return r;
                         if (optind < vargc) {
                                 fprintf(stderr, "grmctl: %s takes no arguments ('%s').\n", verbs[i].name, vargv[optind]);
+                                return GRM_OUTCOME_USAGE;
+                        }
+                        if (arg_socket && arg_unit) {
+                                fprintf(stderr, "grmctl: --socket and --unit both name a grmd: give one.\n");
                                 return GRM_OUTCOME_USAGE;
                         }
                         return verbs[i].run(vargc - optind + 1, vargv + optind - 1);

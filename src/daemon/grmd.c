@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/capability.h>
 #include <bpf/libbpf.h>
 
 #include "log.h"
@@ -195,6 +196,27 @@ static int libbpf_print(enum libbpf_print_level level, const char *format, va_li
         return 0;
 }
 
+/* Loading an sk_reuseport program and creating its maps takes CAP_BPF (or CAP_SYS_ADMIN, which
+ * kernels before 5.8 require); nothing else on the kernels grm supports (checked on 6.x: neither
+ * CAP_NET_ADMIN, CAP_PERFMON nor CAP_SYS_RESOURCE is needed). Without it libbpf would print
+ * half a dozen lines about RLIMIT_MEMLOCK and CONFIG_BPF_SYSCALL that point the wrong way, so
+ * grmd checks first and says what is missing, once. */
+static int check_bpf_capability(void) {
+        cap_flag_value_t bpf = CAP_CLEAR, sys_admin = CAP_CLEAR;
+        cap_t caps = cap_get_proc();
+
+        if (!caps)
+                return 0; /* cannot tell: let the kernel decide */
+        (void) cap_get_flag(caps, CAP_BPF, CAP_EFFECTIVE, &bpf);
+        (void) cap_get_flag(caps, CAP_SYS_ADMIN, CAP_EFFECTIVE, &sys_admin);
+        cap_free(caps);
+        if (bpf == CAP_SET || sys_admin == CAP_SET)
+                return 0;
+        return log_error_errno(EPERM, "Missing capability CAP_BPF, which loading the steering program needs: "
+                               "run it as root with CAP_BPF in the unit's CapabilityBoundingSet= "
+                               "(with User=, also in AmbientCapabilities=).");
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_(manager_freep) Manager *m = NULL;
         sigset_t mask;
@@ -230,6 +252,9 @@ int main(int argc, char *argv[]) {
         if (strv_copy(argv, &m->argv) < 0)
                 return log_error_errno(ENOMEM, "Out of memory."), EXIT_FAILURE;
 
+        r = check_bpf_capability();
+        if (r < 0)
+                return EXIT_FAILURE;
         r = manager_startup(m);
         if (r < 0)
                 return EXIT_FAILURE;

@@ -1128,6 +1128,13 @@ static const struct {
         { "Instance", "DrainTimeoutSec",      config_parse_drain_timeout },
         { "Instance", "DrainSignal",          config_parse_drain_signal },
         { "Control",  "Socket",               config_parse_control_socket },
+        /* systemd's spelling of the same settings (a .socket's ListenDatagram=, a .service's
+         * TimeoutStartSec=, TimeoutStopSec=, KillSignal=), so a unit's values can be copied
+         * over as they are. Each is the same field: the later line wins, as for one key. */
+        { "Listen",   "ListenDatagram",       config_parse_datagram },
+        { "Instance", "TimeoutStartSec",      config_parse_start_timeout },
+        { "Instance", "TimeoutStopSec",       config_parse_drain_timeout },
+        { "Instance", "KillSignal",           config_parse_drain_signal },
 };
 
 static const char *find_section(const char *name) {

@@ -512,6 +512,73 @@ int ctl_default_socket_path(char **ret) {
         return 0;
 }
 
+static bool unit_name_valid(const char *u) {
+        size_t n = strlen(u);
+
+        if (n == 0 || n > 255 || u[0] == '.')
+                return false;
+        for (const char *p = u; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      strchr(":_.@-\\", *p)))
+                        return false;
+        return true;
+}
+
+/* A suffix naming a unit type other than .service (systemctl appends ".service" to anything
+ * else: "kresd@1" is "kresd@1.service"). */
+static bool unit_type_suffix(const char *u) {
+        static const char *const types[] = {
+                "socket", "target", "device", "mount", "automount", "swap", "timer", "path", "slice", "scope",
+        };
+        const char *dot = strrchr(u, '.');
+
+        if (!dot)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(types); i++)
+                if (streq(dot + 1, types[i]))
+                        return true;
+        return false;
+}
+
+/* RuntimeDirectory= is relative to /run; systemd refuses "..", but the value reaches us over
+ * D-Bus and must not lead the path elsewhere. */
+static bool runtime_directory_valid(const char *d) {
+        const char *p = d;
+
+        if (!*d || *d == '/' || strlen(d) > 255)
+                return false;
+        while (*p) {
+                size_t n = strcspn(p, "/");
+                if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+                        return false;
+                for (size_t i = 0; i < n; i++)
+                        if ((unsigned char) p[i] < 0x20 || p[i] == 0x7f)
+                                return false;
+                p += n;
+                if (*p == '/')
+                        p++;
+        }
+        return p[-1] != '/';
+}
+
+int ctl_unit_socket_path(const char *unit, const char *runtime_directory, char **ret) {
+        size_t n;
+
+        if (!unit || !ret || !unit_name_valid(unit))
+                return -EINVAL;
+        if (runtime_directory && *runtime_directory) {
+                if (!runtime_directory_valid(runtime_directory))
+                        return -EINVAL;
+                return asprintf(ret, "/run/%s/grmd.sock", runtime_directory) < 0 ? -ENOMEM : 0;
+        }
+        n = strlen(unit);
+        if (n > 8 && streq(unit + n - 8, ".service"))
+                n -= 8;
+        else if (unit_type_suffix(unit))
+                return -EINVAL; /* another unit type (grm-echo.socket): grmd runs as the service */
+        return asprintf(ret, "/run/%.*s/grmd.sock", (int) n, unit) < 0 ? -ENOMEM : 0;
+}
+
 int grm_outcome_from_string(const char *s) {
         if (!s)
                 return -EINVAL;

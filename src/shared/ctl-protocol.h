@@ -108,6 +108,17 @@ typedef enum GrmOutcome {
  */
 int ctl_default_socket_path(char **ret);
 
+/**
+ * ctl_unit_socket_path() - the control socket of the grmd that runs as unit @unit: "/run/DIR/
+ * grmd.sock", DIR being @runtime_directory (the unit's first RuntimeDirectory=, as systemd
+ * reports it; NULL or "" if unknown) or else the unit's name without ".service", which is what
+ * the shipped units use. A unit name is 1..255 characters of [A-Za-z0-9:_.@\-], not starting
+ * with '.' nor ending in another unit type's suffix (".socket"); a runtime directory is a
+ * relative path without "." or ".." components.
+ * Return: 0 with a malloc'ed path; -EINVAL for a bad unit name or directory; -ENOMEM.
+ */
+int ctl_unit_socket_path(const char *unit, const char *runtime_directory, char **ret);
+
 /* "done", "internal-error", "usage", "unreachable", "rejected", "failed", "timeout", "busy" */
 const char *grm_outcome_to_string(GrmOutcome o);
 /* The inverse; -EINVAL if unknown. */

@@ -68,3 +68,24 @@ step "the control socket"
 [ "$(stat -c '%a %U' "$CTL")" = "600 root" ] || fail "control socket is $(stat -c '%a %U' "$CTL")"
 grmctl status
 ok "grmctl status through $CTL"
+
+step "grmctl -u asks systemd for the unit's RuntimeDirectory="
+/usr/bin/grmctl -u grm-echo status >/dev/null || fail "grmctl -u grm-echo status"
+# Move the runtime directory elsewhere: grmctl -u must follow it (systemd says where), since
+# /run/grm-echo/grmd.sock no longer exists.
+mkdir -p /run/systemd/system/grm-echo.service.d
+printf '[Service]\nRuntimeDirectory=\nRuntimeDirectory=grm-echo-elsewhere\n' \
+        >/run/systemd/system/grm-echo.service.d/runtime-directory.conf
+systemctl daemon-reload
+systemctl restart "$UNIT" || fail "restart with another RuntimeDirectory= failed"
+[ -S /run/grm-echo-elsewhere/grmd.sock ] || fail "no control socket in /run/grm-echo-elsewhere"
+[ -e "$CTL" ] && fail "$CTL still exists"
+for i in $(seq 100); do
+        /usr/bin/grmctl -u grm-echo.service status --json 2>/dev/null | jq -e '.grmd.working == 1' >/dev/null && break
+        sleep 0.05
+done
+/usr/bin/grmctl -u grm-echo status || fail "grmctl -u grm-echo did not find /run/grm-echo-elsewhere/grmd.sock"
+/usr/bin/grmctl -u grm-echo restart || fail "grmctl -u grm-echo restart"
+rm -r /run/systemd/system/grm-echo.service.d
+systemctl daemon-reload
+ok "grmctl -u grm-echo found /run/grm-echo-elsewhere/grmd.sock through systemd"

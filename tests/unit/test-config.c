@@ -740,6 +740,48 @@ START_TEST(test_parse_string_override) {
 }
 END_TEST
 
+/* systemd's spellings set the same fields as grmd's own, and errors name the key as written. */
+START_TEST(test_parse_string_systemd_spelling) {
+        static const char *const listen2[] = { "udp:1.1.1.1:1", "udp:[::1]:2", NULL };
+        _cleanup_(config_done) Config c;
+        _cleanup_free_ char *error = NULL;
+
+        config_init(&c);
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nTimeoutStartSec=7s\nTimeoutStopSec=3min\n"
+                                               "KillSignal=SIGINT\n"
+                                               "[Listen]\nListenDatagram=1.1.1.1:1\nDatagram=udp:[::1]:2\n"),
+                                             "a", &c, NULL), 0);
+        ck_assert_uint_eq(c.start_timeout_usec, SEC(7));
+        ck_assert_uint_eq(c.drain_timeout_usec, SEC(180));
+        ck_assert_int_eq(c.drain_signal, SIGINT);
+        assert_strv(c.listen, listen2);
+
+        /* Either spelling overrides the other: the later line wins. */
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nStartTimeoutSec=1s\nTimeoutStartSec=2s\n"
+                                               "TimeoutStopSec=1s\nDrainTimeoutSec=infinity\n"
+                                               "DrainSignal=HUP\nKillSignal=USR2\n"),
+                                             "b", &c, NULL), 0);
+        ck_assert_uint_eq(c.start_timeout_usec, SEC(2));
+        ck_assert_uint_eq(c.drain_timeout_usec, CONFIG_DRAIN_TIMEOUT_INFINITY);
+        ck_assert_int_eq(c.drain_signal, SIGUSR2);
+
+        /* The same checks apply, and the message says the key the file used. */
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nTimeoutStartSec=infinity\n"), "c", &c, &error), -EINVAL);
+        ck_assert_str_eq(error, "c:2: Invalid TimeoutStartSec=infinity: must be finite");
+        free(TAKE_PTR(error));
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nTimeoutStopSec=0\n"), "d", &c, &error), -EINVAL);
+        ck_assert_str_eq(error, "d:2: Invalid TimeoutStopSec=0: must be greater than zero");
+        free(TAKE_PTR(error));
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nKillSignal=SIGNOPE\n"), "e", &c, &error), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(error, "Invalid KillSignal=SIGNOPE"));
+        free(TAKE_PTR(error));
+        /* Only in the section the setting belongs to. */
+        ck_assert_int_eq(config_parse_string(S("[Steering]\nTimeoutStartSec=1s\n"), "f", &c, &error), -EINVAL);
+        ck_assert_str_eq(error, "f:2: Unknown key TimeoutStartSec= in section [Steering]");
+        ck_assert_uint_eq(c.start_timeout_usec, SEC(2));
+}
+END_TEST
+
 START_TEST(test_parse_string_syntax) {
         static const char *const cmd_ab[] = { "/bin/echo", "a", "b", NULL };
         static const char *const cmd_bs[] = { "/bin/echo", "a\\", NULL };
@@ -1383,6 +1425,7 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_parse_string_full);
         tcase_add_test(tc, test_parse_string_empty);
         tcase_add_test(tc, test_parse_string_override);
+        tcase_add_test(tc, test_parse_string_systemd_spelling);
         tcase_add_test(tc, test_parse_string_syntax);
         tcase_add_loop_test(tc, test_parse_string_bad, 0, (int) ELEMENTSOF(bad_configs));
         tcase_add_test(tc, test_parse_string_atomic);

@@ -627,6 +627,64 @@ START_TEST(test_default_socket_path) {
 }
 END_TEST
 
+static const struct {
+        const char *unit, *runtime_directory;
+        int ret;
+        const char *expect;
+} unit_path_cases[] = {
+        { "grm-echo", NULL, 0, "/run/grm-echo/grmd.sock" },
+        { "grm-echo.service", NULL, 0, "/run/grm-echo/grmd.sock" },
+        { "grm-echo.service", "", 0, "/run/grm-echo/grmd.sock" },
+        { "kresd@1", NULL, 0, "/run/kresd@1/grmd.sock" },
+        { "a.b", NULL, 0, "/run/a.b/grmd.sock" },
+        { "knot.service", "knot-grm", 0, "/run/knot-grm/grmd.sock" },
+        { "knot", "grm/knot", 0, "/run/grm/knot/grmd.sock" },
+        { "x", "a/./b", -EINVAL, NULL },
+        { "x", "a/../../etc", -EINVAL, NULL },
+        { "x", "..", -EINVAL, NULL },
+        { "x", "/etc", -EINVAL, NULL },
+        { "x", "a//b", -EINVAL, NULL },
+        { "x", "a/", -EINVAL, NULL },
+        { "x", "a\nb", -EINVAL, NULL },
+        { "grm-echo.socket", NULL, -EINVAL, NULL },
+        { "grm-echo.timer", NULL, -EINVAL, NULL },
+        { "", NULL, -EINVAL, NULL },
+        { ".service", NULL, -EINVAL, NULL },
+        { "../etc", NULL, -EINVAL, NULL },
+        { "a/b", NULL, -EINVAL, NULL },
+        { "a b", NULL, -EINVAL, NULL },
+        { NULL, NULL, -EINVAL, NULL },
+};
+
+START_TEST(test_unit_socket_path) {
+        char *path = NULL;
+
+        ck_assert_int_eq(ctl_unit_socket_path(unit_path_cases[_i].unit, unit_path_cases[_i].runtime_directory, &path),
+                         unit_path_cases[_i].ret);
+        if (unit_path_cases[_i].expect)
+                ck_assert_str_eq(path, unit_path_cases[_i].expect);
+        else
+                ck_assert_ptr_null(path);
+        free(path);
+}
+END_TEST
+
+START_TEST(test_unit_socket_path_limits) {
+        char name[300];
+        char *path = NULL;
+
+        memset(name, 'a', sizeof(name));
+        name[255] = 0;
+        ck_assert_int_eq(ctl_unit_socket_path(name, NULL, &path), 0);
+        ck_assert_uint_eq(strlen(path), strlen("/run//grmd.sock") + 255);
+        free(path);
+        name[255] = 'a';
+        name[256] = 0;
+        ck_assert_int_eq(ctl_unit_socket_path(name, NULL, &path), -EINVAL);
+        ck_assert_int_eq(ctl_unit_socket_path("a", NULL, NULL), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_outcome_to_string) {
         ck_assert_uint_eq(ELEMENTSOF(outcomes), _GRM_OUTCOME_MAX);
         ck_assert_int_eq((int) outcomes[_i].outcome, outcomes[_i].code); /* exit codes are API */
@@ -693,6 +751,11 @@ static Suite *ctl_protocol_suite(void) {
 
         tc = tcase_create("ctl_default_socket_path");
         tcase_add_loop_test(tc, test_default_socket_path, 0, (int) ELEMENTSOF(socket_path_cases));
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("ctl_unit_socket_path");
+        tcase_add_loop_test(tc, test_unit_socket_path, 0, (int) ELEMENTSOF(unit_path_cases));
+        tcase_add_test(tc, test_unit_socket_path_limits);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("grm_outcome_to_string");
