@@ -472,8 +472,11 @@ static int verb_metrics(int argc, char *argv[]) {
                 { "flip_latency_usec", "grm_flip_latency_seconds", "gauge", "Last restart: READY=1 read to working generation flipped.", 1e-6 },
                 { "notify_ignored", "grm_notify_ignored_total", "counter", "Notify datagrams from pids outside every generation.", 1 },
                 { "notify_malformed", "grm_notify_malformed_total", "counter", "Notify datagrams that did not parse.", 1 },
+                { "notify_oversized", "grm_notify_oversized_total", "counter", "Notify datagrams over 4096 bytes from an instance.", 1 },
+                { "notify_log_suppressed", "grm_notify_log_suppressed_total", "counter", "Warnings about the notify socket not logged (rate limit).", 1 },
                 { "control_refused", "grm_control_refused_total", "counter", "Control connections refused for their uid.", 1 },
                 { "control_malformed", "grm_control_malformed_total", "counter", "Malformed control requests.", 1 },
+                { "control_log_suppressed", "grm_control_log_suppressed_total", "counter", "Warnings about control connections not logged (rate limit).", 1 },
                 { "flow_entries", "grm_flow_table_entries", "gauge", "Entries in the flow table.", 1 },
                 { "flow_table_size", "grm_flow_table_size", "gauge", "Capacity of the flow table.", 1 },
                 { "uptime_usec", "grm_uptime_seconds", "gauge", "Time since grmd started.", 1e-6 },
@@ -581,6 +584,12 @@ static int verb_status(int argc, char *argv[]) {
         printf("restarts: %s done, %s failed; flow table %s/%s entries\n",
                strempty(ctl_record_get(st, "restarts_done")), strempty(ctl_record_get(st, "restarts_failed")),
                strempty(ctl_record_get(st, "flow_entries")), strempty(ctl_record_get(st, "flow_table_size")));
+        printf("notify: %s ignored, %s malformed, %s oversized, %s warnings suppressed; "
+               "control: %s refused, %s malformed, %s warnings suppressed\n",
+               strempty(ctl_record_get(st, "notify_ignored")), strempty(ctl_record_get(st, "notify_malformed")),
+               strempty(ctl_record_get(st, "notify_oversized")), strempty(ctl_record_get(st, "notify_log_suppressed")),
+               strempty(ctl_record_get(st, "control_refused")), strempty(ctl_record_get(st, "control_malformed")),
+               strempty(ctl_record_get(st, "control_log_suppressed")));
         printf("\n%-5s %-32s %-10s %-9s %s\n", "GROUP", "ADDRESS", "NAME", "DISSECTOR", "FLOWS");
         for (size_t i = 0; i < msg->n_records; i++) {
                 const CtlRecord *g = &msg->records[i];

@@ -4,10 +4,20 @@
  * only root and grmd's own uid. Each connection sends one request; "restart" connections then
  * get progress messages and one result, "status" connections one reply. A connection that sends
  * nothing in time, too much, or garbage gets an error reply and is closed; grmd carries on.
+ * Warnings about such peers are rate-limited (CTL_LOG_BURST per CTL_LOG_INTERVAL_USEC), the
+ * suppressed ones counted.
+ *
+ * One grmd per control path: a second one refuses to start while the socket there answers, and
+ * replaces it only when nobody listens (a stale file of a grmd that died). The check and the
+ * replacement run under a lock on the socket's directory, so two grmds starting at once cannot
+ * both win.
  */
+#include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -18,6 +28,11 @@
 
 #define CTL_CONNECTIONS_MAX 64
 #define CTL_REQUEST_TIMEOUT_USEC (10 * USEC_PER_SEC)
+#define CTL_LOG_INTERVAL_USEC (10 * USEC_PER_SEC)
+#define CTL_LOG_BURST 20
+#define CTL_LOCK_TIMEOUT_USEC (2 * USEC_PER_SEC)
+
+#define ctl_warn(m, error, ...) (void) log_warning_ratelimited(&(m)->ctl_log_limit, error, __VA_ARGS__)
 
 struct CtlConnection {
         Manager *manager;
@@ -174,8 +189,11 @@ static void reply_status(CtlConnection *c) {
         ctl_writer_add_u64(&w, "flip_latency_usec", m->last_flip_latency_usec);
         ctl_writer_add_u64(&w, "notify_ignored", m->notify_ignored);
         ctl_writer_add_u64(&w, "notify_malformed", m->notify_malformed);
+        ctl_writer_add_u64(&w, "notify_oversized", m->notify_oversized);
+        ctl_writer_add_u64(&w, "notify_log_suppressed", m->notify_log_limit.suppressed_total);
         ctl_writer_add_u64(&w, "control_refused", m->ctl_refused);
         ctl_writer_add_u64(&w, "control_malformed", m->ctl_malformed);
+        ctl_writer_add_u64(&w, "control_log_suppressed", m->ctl_log_limit.suppressed_total);
         ctl_writer_add_u64(&w, "flow_table_size", m->config.flow_table_size);
         if (have_flows)
                 ctl_writer_add_u64(&w, "flow_entries", total);
@@ -213,7 +231,7 @@ static void handle_request(CtlConnection *c, const void *buf, size_t len) {
         r = ctl_message_parse(buf, len, GRM_CTL_REQUEST_MAX, &msg);
         if (r < 0) {
                 m->ctl_malformed++;
-                log_warning_errno(r, "Malformed control request from pid %d: %m", (int) c->pid);
+                ctl_warn(m, r, "Malformed control request from pid %d: %m", (int) c->pid);
                 reply_error(c, GRM_OUTCOME_USAGE, r == -EMSGSIZE ? "request too large" : "malformed request");
                 connection_free(c);
                 return;
@@ -335,16 +353,16 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         if (cfd < 0) {
                 if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                         /* The connection stays queued; retrying at once would spin. Pause. */
-                        log_warning_errno(errno, "Failed to accept control connection, pausing for 100 ms: %m");
+                        ctl_warn(m, errno, "Failed to accept control connection, pausing for 100 ms: %m");
                         (void) sd_event_source_set_enabled(m->ctl_source, SD_EVENT_OFF);
                         (void) sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, 100 * USEC_PER_MSEC,
                                                           USEC_PER_MSEC, on_accept_resume, m);
                 } else if (errno != EAGAIN && errno != EINTR)
-                        log_warning_errno(errno, "Failed to accept control connection: %m");
+                        ctl_warn(m, errno, "Failed to accept control connection: %m");
                 return 0;
         }
         if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-                log_warning_errno(errno, "Failed to read control peer credentials: %m");
+                ctl_warn(m, errno, "Failed to read control peer credentials: %m");
                 return 0;
         }
 
@@ -358,15 +376,15 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
         if (cred.uid != 0 && cred.uid != geteuid()) {
                 m->ctl_refused++;
-                log_warning("Refusing control connection from pid %d, uid %u: only root and uid %u may control grmd.",
-                            (int) cred.pid, (unsigned) cred.uid, (unsigned) geteuid());
+                ctl_warn(m, 0, "Refusing control connection from pid %d, uid %u: only root and uid %u may control grmd.",
+                         (int) cred.pid, (unsigned) cred.uid, (unsigned) geteuid());
                 reply_error(c, GRM_OUTCOME_UNREACHABLE, "permission denied");
                 safe_close(c->fd);
                 free(c);
                 return 0;
         }
         if (m->n_connections >= CTL_CONNECTIONS_MAX) {
-                log_warning("Too many control connections; refusing pid %d.", (int) cred.pid);
+                ctl_warn(m, 0, "Too many control connections; refusing pid %d.", (int) cred.pid);
                 reply_error(c, GRM_OUTCOME_INTERNAL, "too many connections");
                 safe_close(c->fd);
                 free(c);
@@ -388,11 +406,56 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         return 0;
 }
 
-int ctl_server_open(Manager *m) {
+/* Holds an exclusive flock() on the directory of path while the caller checks and replaces the
+ * socket there. Waits up to CTL_LOCK_TIMEOUT_USEC: another grmd holds it only for a moment. */
+static int lock_directory_of(const char *path, int *ret_fd) {
+        _cleanup_free_ char *copy = strdup(path);
+        _cleanup_close_ int fd = -EBADF;
+        uint64_t until = now_usec() + CTL_LOCK_TIMEOUT_USEC;
+
+        if (!copy)
+                return -ENOMEM;
+        fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno != EWOULDBLOCK)
+                        return negative_errno();
+                if (now_usec() > until)
+                        return -ETIMEDOUT;
+                (void) usleep(10 * 1000);
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+/* 1 if something listens on the socket at sa (with its pid, when the kernel says), 0 if it is
+ * stale (nobody listens) or gone. A full backlog counts as an answer: a grmd is there. */
+static int socket_answers(const struct sockaddr_un *sa, pid_t *ret_pid) {
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        struct ucred cred = {};
+        socklen_t len = sizeof(cred);
+
+        if (fd < 0)
+                return negative_errno();
+        if (connect(fd, (const struct sockaddr *) sa, sizeof(*sa)) < 0) {
+                if (errno == ECONNREFUSED || errno == ENOENT)
+                        return 0;
+                if (errno == EAGAIN)
+                        return 1;
+                return negative_errno();
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+                *ret_pid = cred.pid;
+        return 1;
+}
+
+int ctl_server_bind(Manager *m) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         const char *path = m->config.control_path;
         _cleanup_free_ char *derived = NULL;
+        _cleanup_close_ int dir_fd = -EBADF;
         struct stat st;
         mode_t old_umask;
         int r;
@@ -412,10 +475,27 @@ int ctl_server_open(Manager *m) {
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return log_error_errno(errno, "Failed to create control socket: %m");
-        /* A stale socket from an earlier grmd may be in the way; anything else is not ours. */
+
+        r = lock_directory_of(path, &dir_fd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to lock the directory of %s: %m", path);
+        /* A socket file from an earlier grmd may be in the way: replaced if nobody answers there,
+         * refused if another grmd does; anything else is not ours. */
         if (lstat(path, &st) == 0) {
+                pid_t other = 0;
+
                 if (!S_ISSOCK(st.st_mode))
                         return log_error_errno(EEXIST, "%s exists and is not a socket.", path);
+                r = socket_answers(&sa, &other);
+                if (r > 0) {
+                        if (other > 0)
+                                return log_error_errno(EADDRINUSE, "Another grmd (pid %d) is running with the control socket %s; refusing to start.",
+                                                       (int) other, path);
+                        return log_error_errno(EADDRINUSE, "Something answers on the control socket %s; refusing to start.", path);
+                }
+                if (r < 0)
+                        return log_error_errno(r, "Cannot tell whether a grmd answers on %s: %m", path);
+                log_debug("Replacing the stale control socket %s.", path);
                 (void) unlink(path);
         }
         old_umask = umask(0177);
@@ -427,15 +507,29 @@ int ctl_server_open(Manager *m) {
                 return log_error_errno(errno, "Failed to set mode of %s: %m", path);
         if (listen(fd, 16) < 0)
                 return log_error_errno(errno, "Failed to listen on %s: %m", path);
+        /* Listening now: a later grmd sees us answer. */
+        m->ctl_path = strdup(path);
+        if (!m->ctl_path) {
+                (void) unlink(path);
+                return log_error_errno(ENOMEM, "Out of memory.");
+        }
+        m->ctl_fd = TAKE_FD(fd);
+        return 0;
+}
 
-        r = sd_event_add_io(m->event, &m->ctl_source, fd, EPOLLIN, on_accept, m);
+int ctl_server_open(Manager *m) {
+        int r;
+
+        m->ctl_log_limit = RATELIMIT_INIT(CTL_LOG_INTERVAL_USEC, CTL_LOG_BURST);
+        if (m->ctl_fd < 0) {
+                r = ctl_server_bind(m);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_event_add_io(m->event, &m->ctl_source, m->ctl_fd, EPOLLIN, on_accept, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch control socket: %m");
-        m->ctl_path = strdup(path);
-        if (!m->ctl_path)
-                return log_error_errno(ENOMEM, "Out of memory.");
-        m->ctl_fd = TAKE_FD(fd);
-        log_info("Control socket at %s.", path);
+        log_info("Control socket at %s.", m->ctl_path);
         return 0;
 }
 

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "ctl-protocol.h"
 #include "gen-state.h"
+#include "ratelimit.h"
 #include "steering.h"
 
 typedef struct Manager Manager;
@@ -108,6 +109,8 @@ struct Manager {
         sd_event_source *notify_source;
         uint64_t notify_ignored;         /* datagrams from unknown pids or without credentials */
         uint64_t notify_malformed;
+        uint64_t notify_oversized;       /* datagrams over NOTIFY_MESSAGE_MAX from an instance */
+        RateLimit notify_log_limit;      /* warnings about the notify socket */
 
         int ctl_fd;
         char *ctl_path;
@@ -116,6 +119,7 @@ struct Manager {
         unsigned n_connections;
         uint64_t ctl_refused;            /* connections with the wrong uid */
         uint64_t ctl_malformed;          /* requests that did not parse */
+        RateLimit ctl_log_limit;         /* warnings about control connections */
 
         Generation *generations;         /* newest first; exited ones kept for a while */
         Generation *working;
@@ -198,6 +202,10 @@ void vault_snapshot_free(VaultSnapshot *v);
 void vault_close(Manager *m, bool remove_from_store);
 
 /* ctl-server.c */
+/* Claims the control path (refusing if another grmd answers there) and listens; call before
+ * touching the groups, so that a grmd that must not run changes nothing. */
+int ctl_server_bind(Manager *m);
+/* Serves the control socket (bound first if ctl_server_bind() was not called). */
 int ctl_server_open(Manager *m);
 void ctl_server_close(Manager *m);
 /* Progress line to the requester of a restart (ignored when c is NULL). */

@@ -3,6 +3,8 @@
  * The NOTIFY_SOCKET every instance reports to: an abstract-namespace datagram socket (no file
  * to clean up, reachable by an unprivileged instance). Only datagrams whose SCM_CREDENTIALS pid
  * belongs to a live generation count; others are ignored and counted. Passed fds are closed.
+ * Any local user can send here, so the warnings about what is ignored are rate-limited
+ * (NOTIFY_LOG_BURST per NOTIFY_LOG_INTERVAL_USEC) and what was suppressed is counted.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -14,7 +16,16 @@
 #include "macro.h"
 #include "manager.h"
 #include "notify-message.h"
+#include "ratelimit.h"
 #include <systemd/sd-daemon.h>
+
+#define NOTIFY_LOG_INTERVAL_USEC (10 * USEC_PER_SEC)
+#define NOTIFY_LOG_BURST 20
+/* What grmd keeps of a STATUS= for status replies and the vault (the datagram may carry up to
+ * NOTIFY_MESSAGE_MAX): a status reply holds every generation's, within GRM_CTL_MESSAGE_MAX. */
+#define GENERATION_STATUS_MAX 1024U
+
+#define notify_warn(m, error, ...) (void) log_warning_ratelimited(&(m)->notify_log_limit, error, __VA_ARGS__)
 
 static void close_passed_fds(struct msghdr *mh) {
         for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c))
@@ -29,7 +40,7 @@ static void close_passed_fds(struct msghdr *mh) {
 static void handle_message(Manager *m, Generation *g, const NotifyMessage *msg) {
         if (msg->status) {
                 free(g->status);
-                g->status = strdup(msg->status);
+                g->status = strndup(msg->status, GENERATION_STATUS_MAX);
         }
         if (msg->errno_value > 0 && g->state == GEN_STARTING) {
                 char why[96];
@@ -85,7 +96,7 @@ static int on_notify(sd_event_source *s, int fd, uint32_t revents, void *userdat
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                         return 0;
-                log_warning_errno(errno, "Failed to read from notify socket: %m");
+                notify_warn(m, errno, "Failed to read from notify socket: %m");
                 return 0;
         }
         close_passed_fds(&mh);
@@ -97,28 +108,29 @@ static int on_notify(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
         if (!cred || cred->pid <= 0) {
                 m->notify_ignored++;
-                log_warning("Ignoring notify message without sender credentials.");
+                notify_warn(m, 0, "Ignoring notify message without sender credentials.");
                 return 0;
         }
         g = manager_find_generation_by_pid(m, cred->pid);
         if (!g) {
                 m->notify_ignored++;
-                log_warning("Ignoring notify message from pid %d, which is not part of any live generation.",
+                notify_warn(m, 0, "Ignoring notify message from pid %d, which is not part of any live generation.",
                             (int) cred->pid);
                 return 0;
         }
         if ((size_t) n > NOTIFY_MESSAGE_MAX || (mh.msg_flags & MSG_TRUNC)) {
-                m->notify_malformed++;
-                log_warning("Ignoring oversized notify message (%zd bytes) from generation %" PRIu32 ", pid %d.",
-                            n, g->gen, (int) cred->pid);
+                m->notify_oversized++;
+                notify_warn(m, 0, "Ignoring notify message of %zd bytes from generation %" PRIu32 ", pid %d: "
+                            "at most %u bytes are accepted (as by systemd).",
+                            n, g->gen, (int) cred->pid, NOTIFY_MESSAGE_MAX);
                 return 0;
         }
 
         r = notify_message_parse(buf, (size_t) n, &msg);
         if (r < 0) {
                 m->notify_malformed++;
-                log_warning_errno(r, "Ignoring malformed notify message from generation %" PRIu32 ", pid %d: %m",
-                                  g->gen, (int) cred->pid);
+                notify_warn(m, r, "Ignoring malformed notify message from generation %" PRIu32 ", pid %d: %m",
+                            g->gen, (int) cred->pid);
                 return 0;
         }
         handle_message(m, g, &msg);
@@ -132,6 +144,7 @@ int notify_open(Manager *m, int inherited_fd) {
         socklen_t len = sizeof(sa);
         int one = 1, r;
 
+        m->notify_log_limit = RATELIMIT_INIT(NOTIFY_LOG_INTERVAL_USEC, NOTIFY_LOG_BURST);
         if (fd >= 0) {
                 /* The previous grmd's: instances still starting send READY=1 here, and what
                  * they sent while no grmd was running is still queued. */

@@ -2,8 +2,10 @@
 /*
  * The logging backend (see log.h). Owns the program name and the journal/stderr choice.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 #define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 
@@ -107,4 +109,28 @@ int log_internal(int level, int error, const char *const *fields, const char *fi
 out:
         errno = saved_errno;
         return error > 0 ? -error : -EIO;
+}
+
+int log_ratelimited_internal(RateLimit *rl, int level, int error, const char *file, int line,
+                             const char *func, const char *format, ...) {
+        char message[2048];
+        uint64_t suppressed = 0;
+        struct timespec ts;
+        va_list ap;
+
+        if (error < 0)
+                error = -error;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if (level > max_level ||
+            !ratelimit_below(rl, (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000, &suppressed))
+                return error > 0 ? -error : -EIO;
+
+        errno = error; /* for %m */
+        va_start(ap, format);
+        (void) vsnprintf(message, sizeof(message), format, ap);
+        va_end(ap);
+        if (suppressed == 0)
+                return log_internal(level, error, NULL, file, line, func, "%s", message);
+        return log_internal(level, error, NULL, file, line, func, "%s (%" PRIu64 " similar messages suppressed)",
+                            message, suppressed);
 }

@@ -15,6 +15,7 @@
 #include <syslog.h>
 
 #include "macro.h"
+#include "ratelimit.h"
 
 /* Sets the program name used on stderr and whether the journal is used (auto-detected). */
 void log_setup(const char *program);
@@ -49,3 +50,13 @@ int log_internal(int level, int error, const char *const *fields, const char *fi
 /* A message with structured journal fields (NULL-terminated "KEY=value" strings). */
 #define log_struct(level, error, fields, ...)                                                    \
         log_internal(level, error, fields, __FILE__, __LINE__, __func__, __VA_ARGS__)
+
+/*
+ * A message about input anyone may send (notify datagrams, control connections): logged only
+ * while rl allows, the suppressed ones counted in rl and reported with the next that passes.
+ * A message below the log level does not count against the limit.
+ */
+int log_ratelimited_internal(RateLimit *rl, int level, int error, const char *file, int line,
+                             const char *func, const char *format, ...) _printf_(7, 8);
+#define log_warning_ratelimited(rl, error, ...)                                                  \
+        log_ratelimited_internal(rl, LOG_WARNING, error, __FILE__, __LINE__, __func__, __VA_ARGS__)

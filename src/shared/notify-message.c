@@ -3,7 +3,7 @@
  * Parser for one sd_notify() datagram, as sent by an application instance to grmd's
  * NOTIFY_SOCKET. The datagram is hostile input: it is bounded (NOTIFY_MESSAGE_MAX), never
  * treated as a C string (no NUL-termination is assumed, a NUL byte is an error), and the only
- * allocation is the STATUS= copy (bounded by NOTIFY_STATUS_MAX).
+ * allocation is the STATUS= copy (bounded by the datagram).
  *
  * Invariants: on return *ret is always a valid NotifyMessage that notify_message_done() can free;
  * on failure it is the empty message (nothing allocated). A later assignment of the same key
@@ -101,8 +101,6 @@ static int parse_assignment(NotifyMessage *m, const char *line, size_t line_len)
         } else if (key_is(line, key_len, "STATUS")) {
                 char *s;
 
-                if (value_len > NOTIFY_STATUS_MAX)
-                        return -EMSGSIZE;
                 s = strndup(value, value_len);
                 if (!s)
                         return -ENOMEM;

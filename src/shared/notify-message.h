@@ -9,8 +9,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define NOTIFY_MESSAGE_MAX 4096U   /* bytes in one datagram; larger ones are rejected */
-#define NOTIFY_STATUS_MAX  1024U   /* bytes of a STATUS= value; longer values are rejected */
+/* Bytes in one datagram, as systemd accepts (its NOTIFY_BUFFER_MAX); larger ones are rejected.
+ * A STATUS= value may use all of it. */
+#define NOTIFY_MESSAGE_MAX 4096U
 
 typedef struct NotifyMessage {
         bool ready;                   /* READY=1 */
@@ -31,7 +32,7 @@ typedef struct NotifyMessage {
  *
  * Lines are "KEY=VALUE" separated by '\n'; empty lines are skipped. READY, STOPPING and
  * RELOADING take "1" (other values are ignored like unknown keys).
- * Return: 0; -EMSGSIZE if len > NOTIFY_MESSAGE_MAX or STATUS is too long; -EBADMSG for a NUL
+ * Return: 0; -EMSGSIZE if len > NOTIFY_MESSAGE_MAX; -EBADMSG for a NUL
  * byte, a line without '=', an empty key, or an unparsable ERRNO/EXTEND_TIMEOUT_USEC/MAINPID;
  * -ENOMEM.
  */

@@ -175,19 +175,29 @@ END_TEST
 START_TEST(test_parse_status_size) {
         _cleanup_free_ char *buf = NULL;
         _cleanup_(notify_message_done) NotifyMessage m = {};
-        size_t prefix = strlen("STATUS=");
+        size_t prefix = strlen("READY=1\nSTATUS="), status_len;
 
-        buf = malloc(prefix + NOTIFY_STATUS_MAX + 1);
+        /* READY=1 with a 2,000-byte STATUS= (issue 8: it was dropped whole) */
+        buf = malloc(NOTIFY_MESSAGE_MAX + 1);
         ck_assert_ptr_nonnull(buf);
-        memcpy(buf, "STATUS=", prefix);
-        memset(buf + prefix, 's', NOTIFY_STATUS_MAX + 1);
-
-        ck_assert_int_eq(notify_message_parse(buf, prefix + NOTIFY_STATUS_MAX, &m), 0);
+        memcpy(buf, "READY=1\nSTATUS=", prefix);
+        memset(buf + prefix, 's', NOTIFY_MESSAGE_MAX + 1 - prefix);
+        ck_assert_int_eq(notify_message_parse(buf, prefix + 2000, &m), 0);
+        ck_assert(m.ready);
         ck_assert_ptr_nonnull(m.status);
-        ck_assert_uint_eq(strlen(m.status), NOTIFY_STATUS_MAX);
+        ck_assert_uint_eq(strlen(m.status), 2000);
         notify_message_done(&m);
 
-        ck_assert_int_eq(notify_message_parse(buf, prefix + NOTIFY_STATUS_MAX + 1, &m), -EMSGSIZE);
+        /* STATUS= may fill the datagram up to systemd's 4,096 bytes... */
+        status_len = NOTIFY_MESSAGE_MAX - prefix;
+        ck_assert_int_eq(notify_message_parse(buf, NOTIFY_MESSAGE_MAX, &m), 0);
+        ck_assert(m.ready);
+        ck_assert_uint_eq(strlen(m.status), status_len);
+        notify_message_done(&m);
+
+        /* ... and one byte more rejects the datagram, READY=1 included. */
+        ck_assert_int_eq(notify_message_parse(buf, NOTIFY_MESSAGE_MAX + 1, &m), -EMSGSIZE);
+        ck_assert(!m.ready);
         ck_assert_ptr_null(m.status);
 }
 END_TEST
