@@ -5,6 +5,7 @@
  * process group of its own, as the configured user with no capabilities), and its timer.
  * Decisions about what a generation's events mean are manager.c's.
  */
+#include <elf.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -17,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+#include "config-build.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -84,8 +86,16 @@ Generation *generation_free(Generation *g) {
         g->pidfd = safe_close(g->pidfd);
         free(g->status);
         free(g->failure);
+        free(g->bind_error);
         free(g);
         return NULL;
+}
+
+const char *generation_explain(Generation *g, const char *why, char *buf, size_t size) {
+        if (!g->bind_error)
+                return why;
+        snprintf(buf, size, "%s (%s)", why, g->bind_error);
+        return buf;
 }
 
 int generation_signal(Generation *g, int sig, bool whole_group) {
@@ -104,8 +114,11 @@ int generation_signal(Generation *g, int sig, bool whole_group) {
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Generation *g = userdata;
 
+        char buf[256];
+
         if (g->state == GEN_STARTING)
-                manager_on_failed(g->manager, g, GRM_OUTCOME_TIMEOUT, "not ready before the start timeout");
+                manager_on_failed(g->manager, g, GRM_OUTCOME_TIMEOUT,
+                                  generation_explain(g, "not ready before the start timeout", buf, sizeof(buf)));
         else if (g->state == GEN_DRAINING)
                 manager_on_deadline(g->manager, g);
         return 0;
@@ -132,7 +145,12 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
 
         g->child_source = sd_event_source_disable_unref(g->child_source);
         g->pidfd = safe_close(g->pidfd);
-        manager_on_exited(g->manager, g, why);
+        if (g->state == GEN_STARTING) {
+                /* A server that could not bind exits: say which address it could not have. */
+                char buf[sizeof(why) + 160];
+                manager_on_exited(g->manager, g, generation_explain(g, why, buf, sizeof(buf)));
+        } else
+                manager_on_exited(g->manager, g, why);
         return 0;
 }
 
@@ -224,7 +242,7 @@ static int resolve_user(const char *user, SpawnUser *ret) {
 static bool env_is_ours(const char *e) {
         static const char *const prefixes[] = {
                 "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "WATCHDOG_PID=",
-                "WATCHDOG_USEC=", "GRM_GENERATION=",
+                "WATCHDOG_USEC=", "GRM_GENERATION=", "GRM_BIND_FDS=",
         };
         for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
                 if (strncmp(e, prefixes[i], strlen(prefixes[i])) == 0)
@@ -232,8 +250,81 @@ static bool env_is_ours(const char *e) {
         return false;
 }
 
+/* The preload library of --intercept-bind: $GRM_BIND_LIBRARY (an uninstalled build, the
+ * tests), else where meson installed it. */
+const char *generation_bind_library(void) {
+        const char *p = getenv("GRM_BIND_LIBRARY");
+        return p && *p == '/' ? p : GRM_BIND_LIBRARY;
+}
+
+/* LD_PRELOAD with the library first, and GRM_BIND_FDS naming every socket the instance gets
+ * (the library reads their addresses from the sockets themselves). */
+static int add_bind_interception(char ***env, unsigned n_fds) {
+        const char *preload = getenv("LD_PRELOAD");
+        char fds[GRM_MAX_GROUPS * GRM_MAX_SOCKS_PER_GEN * 6 + 16] = "GRM_BIND_FDS=";
+        size_t len = strlen(fds);
+        char *e;
+        int r;
+
+        for (unsigned i = 0; i < n_fds && len + 8 < sizeof(fds); i++)
+                len += (size_t) snprintf(fds + len, sizeof(fds) - len, "%s%u", i ? " " : "", 3 + i);
+        r = strv_extend(env, fds);
+        if (r < 0)
+                return r;
+        if (asprintf(&e, "LD_PRELOAD=%s%s%s", generation_bind_library(), preload && *preload ? ":" : "",
+                     strempty(preload)) < 0)
+                return -ENOMEM;
+        r = strv_extend(env, e);
+        free(e);
+        return r;
+}
+
+/* Whether the program execvp() would run for name is an ELF executable without an
+ * interpreter: statically linked (Go binaries, musl static builds), so LD_PRELOAD never loads
+ * libgrm-bind.so into it. Scripts and anything unreadable count as not static. */
+static bool program_is_static(const char *name) {
+        _cleanup_free_ char *found = NULL;
+        Elf64_Ehdr eh;
+        int fd;
+        bool interp = false;
+
+        if (!strchr(name, '/')) {
+                const char *path = getenv("PATH");
+                for (const char *p = path ? path : "/usr/local/bin:/usr/bin:/bin"; *p;) {
+                        size_t n = strcspn(p, ":");
+                        free(found);
+                        if (asprintf(&found, "%.*s/%s", (int) n, p, name) < 0)
+                                return false;
+                        if (access(found, X_OK) == 0)
+                                break;
+                        p += n + (p[n] == ':');
+                        free(found);
+                        found = NULL;
+                }
+                if (!found)
+                        return false;
+                name = found;
+        }
+        fd = open(name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+            eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 256) {
+                close(fd);
+                return false;
+        }
+        for (unsigned i = 0; i < eh.e_phnum && !interp; i++) {
+                Elf64_Phdr ph;
+                if (pread(fd, &ph, sizeof(ph), (off_t) (eh.e_phoff + i * sizeof(ph))) != sizeof(ph))
+                        break;
+                interp = ph.p_type == PT_INTERP;
+        }
+        close(fd);
+        return !interp && (eh.e_type == ET_EXEC || eh.e_type == ET_DYN);
+}
+
 static int build_environment(Manager *m, uint32_t gen, unsigned n_fds, unsigned per_group,
-                             char ***ret) {
+                             bool intercept_bind, char ***ret) {
         _cleanup_strv_free_ char **env = NULL;
         _cleanup_free_ char *names = NULL;
         size_t names_len = 0;
@@ -241,11 +332,16 @@ static int build_environment(Manager *m, uint32_t gen, unsigned n_fds, unsigned 
         int r;
 
         for (char **i = environ; i && *i; i++)
-                if (!env_is_ours(*i)) {
+                if (!env_is_ours(*i) && !(intercept_bind && strncmp(*i, "LD_PRELOAD=", 11) == 0)) {
                         r = strv_extend(&env, *i);
                         if (r < 0)
                                 return r;
                 }
+        if (intercept_bind) {
+                r = add_bind_interception(&env, n_fds);
+                if (r < 0)
+                        return r;
+        }
 
         for (unsigned gi = 0; gi < m->n_groups; gi++)
                 for (unsigned k = 0; k < per_group; k++) {
@@ -407,7 +503,20 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                                     r == -ESRCH ? "no such user" : strerror(-r));
                 goto fail;
         }
-        r = build_environment(m, gen, g->n_fds, per_group, &env);
+        if (config->intercept_bind && access(generation_bind_library(), R_OK) < 0) {
+                r = log_error_errno(errno, "InterceptBind=yes, but its library %s cannot be read: %m",
+                                    generation_bind_library());
+                goto fail;
+        }
+        if (config->intercept_bind > 0 && program_is_static(config->command[0])) {
+                /* It starts anyway (it may use socket activation after all), but a bind of its
+                 * own will meet grm's sockets: say why before it fails. */
+                log_warning("InterceptBind=yes, but %s is statically linked: the preload library cannot "
+                            "intercept its bind(); it must take its sockets by socket activation (LISTEN_FDS).",
+                            config->command[0]);
+                g->bind_error = strdup("its program is statically linked: bind interception cannot reach it");
+        }
+        r = build_environment(m, gen, g->n_fds, per_group, config->intercept_bind > 0, &env);
         if (r < 0) {
                 r = log_error_errno(r, "Failed to build the instance environment: %m");
                 goto fail;

@@ -34,6 +34,8 @@ static void help(void) {
                "     --drain-signal SIG            signal that starts the drain (default SIGTERM)\n"
                "     --exec-check CMD              command that must succeed before each restart\n"
                "     --user USER                   run instances as USER (no capabilities either way)\n"
+               "     --intercept-bind              instances that bind their own sockets get grm's\n"
+               "                                   (for servers without socket activation)\n"
                "  -h --help                        show this help\n"
                "     --version                     show the version\n"
                "\n"
@@ -52,6 +54,7 @@ enum {
         ARG_DRAIN_SIGNAL,
         ARG_EXEC_CHECK,
         ARG_USER,
+        ARG_INTERCEPT_BIND,
 };
 
 static int parse_argv(int argc, char *argv[], Manager *m) {
@@ -71,6 +74,7 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 { "drain-signal", required_argument, NULL, ARG_DRAIN_SIGNAL },
                 { "exec-check", required_argument, NULL, ARG_EXEC_CHECK },
                 { "user", required_argument, NULL, ARG_USER },
+                { "intercept-bind", no_argument, NULL, ARG_INTERCEPT_BIND },
                 {}
         };
         Config *c = &m->cli;
@@ -170,6 +174,9 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                         c->user = strdup(optarg);
                         if (!c->user)
                                 return log_error_errno(ENOMEM, "Out of memory.");
+                        break;
+                case ARG_INTERCEPT_BIND:
+                        c->intercept_bind = 1;
                         break;
                 case '?':
                         return -EINVAL;

@@ -64,6 +64,7 @@ struct Generation {
         uint64_t packets_at_exit;        /* packet count kept after the slot is released */
         char *status;                    /* last STATUS= */
         char *failure;                   /* why it failed or exited, for status and replies */
+        char *bind_error;                /* last failed bind() libgrm-bind.so reported, "bind(ADDR) failed: ..." */
         bool killed;                     /* grmd sent SIGKILL */
         Generation *next;                /* Manager.generations, newest first */
 };
@@ -188,6 +189,10 @@ int generation_set_timer(Generation *g, uint64_t usec);
 void generation_release_slot(Generation *g);
 Generation *manager_find_generation_by_pid(Manager *m, pid_t pid);
 uint64_t generation_packets(Generation *g);
+/* why, followed by "(bind(ADDR) failed: ...)" if the instance reported a failed bind(): in buf. */
+const char *generation_explain(Generation *g, const char *why, char *buf, size_t size);
+/* Path of libgrm-bind.so, preloaded into instances with InterceptBind=yes. */
+const char *generation_bind_library(void);
 
 /* notify.c */
 /* Opens the notify socket, or takes over inherited_fd (from the fd store or an exec). */

@@ -42,11 +42,27 @@ static void handle_message(Manager *m, Generation *g, const NotifyMessage *msg) 
                 free(g->status);
                 g->status = strndup(msg->status, GENERATION_STATUS_MAX);
         }
+        if (msg->bind_errno > 0 && msg->bind_address) {
+                char *e = NULL;
+                if (asprintf(&e, "bind(%s) failed: %s", msg->bind_address, strerror(msg->bind_errno)) >= 0) {
+                        free(g->bind_error);
+                        g->bind_error = e;
+                }
+                bool managed = false;
+                for (unsigned i = 0; i < m->n_groups && !managed; i++)
+                        managed = streq(m->groups[i].address, msg->bind_address);
+                log_warning("Generation %" PRIu32 " (pid %d): its bind() of %s failed: %s%s", g->gen, (int) g->pid,
+                            msg->bind_address, strerror(msg->bind_errno),
+                            managed ? " (it has taken every socket its generation has there: raise SocketsPerGeneration=)"
+                            : msg->bind_errno == EADDRINUSE
+                                    ? " (not an address grmd manages, and in use: by the older generation if it binds it too)"
+                                    : " (not an address grmd manages)");
+        }
         if (msg->errno_value > 0 && g->state == GEN_STARTING) {
-                char why[96];
+                char why[96], buf[256];
                 snprintf(why, sizeof(why), "reported ERRNO=%d (%s)", msg->errno_value,
                          strerror(msg->errno_value));
-                manager_on_failed(m, g, GRM_OUTCOME_FAILED, why);
+                manager_on_failed(m, g, GRM_OUTCOME_FAILED, generation_explain(g, why, buf, sizeof(buf)));
                 return;
         }
         if (msg->extend_timeout_usec != UINT64_MAX && g->state == GEN_STARTING) {

@@ -713,6 +713,7 @@ void config_init(Config *c) {
                 .flow_timeout_usec = UINT64_MAX,
                 .start_timeout_usec = UINT64_MAX,
                 .drain_timeout_usec = UINT64_MAX,
+                .intercept_bind = -1,
         };
 }
 
@@ -789,6 +790,8 @@ int config_merge(Config *dst, const Config *src) {
                 dst->drain_timeout_usec = src->drain_timeout_usec;
         if (src->drain_signal != 0)
                 dst->drain_signal = src->drain_signal;
+        if (src->intercept_bind >= 0)
+                dst->intercept_bind = src->intercept_bind;
 
         return 0;
 }
@@ -808,6 +811,8 @@ void config_fill_defaults(Config *c) {
                 c->drain_timeout_usec = CONFIG_DEFAULT_DRAIN_TIMEOUT_USEC;
         if (c->drain_signal == 0)
                 c->drain_signal = SIGTERM;
+        if (c->intercept_bind < 0)
+                c->intercept_bind = 0;
 }
 
 /* ---- checks shared by the file parser and config_validate() ---- */
@@ -1096,6 +1101,32 @@ static int config_parse_drain_signal(Config *c, const char *value, const char **
         return 0;
 }
 
+int parse_boolean(const char *s) {
+        static const char *const yes[] = { "yes", "true", "on", "1", "y", "t" };
+        static const char *const no[] = { "no", "false", "off", "0", "n", "f" };
+
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+                if (strcasecmp(s, yes[i]) == 0)
+                        return 1;
+                if (strcasecmp(s, no[i]) == 0)
+                        return 0;
+        }
+        return -EINVAL;
+}
+
+static int config_parse_intercept_bind(Config *c, const char *value, const char **ret_why) {
+        int b = parse_boolean(value);
+
+        if (b < 0) {
+                *ret_why = "expected a boolean (yes or no)";
+                return -EINVAL;
+        }
+        c->intercept_bind = b;
+        return 0;
+}
+
 static int config_parse_control_socket(Config *c, const char *value, const char **ret_why) {
         char *p;
 
@@ -1127,6 +1158,7 @@ static const struct {
         { "Instance", "StartTimeoutSec",      config_parse_start_timeout },
         { "Instance", "DrainTimeoutSec",      config_parse_drain_timeout },
         { "Instance", "DrainSignal",          config_parse_drain_signal },
+        { "Instance", "InterceptBind",        config_parse_intercept_bind },
         { "Control",  "Socket",               config_parse_control_socket },
         /* systemd's spelling of the same settings (a .socket's ListenDatagram=, a .service's
          * TimeoutStartSec=, TimeoutStopSec=, KillSignal=), so a unit's values can be copied

@@ -46,6 +46,7 @@ typedef struct Config {
         int drain_signal;               /* 0 = unset */
         char **exec_check;              /* argv; NULL = unset */
         char *user;                     /* NULL = unset (run as grmd's own user) */
+        int intercept_bind;             /* InterceptBind=: 1 yes, 0 no; -1 = unset */
         char **command;                 /* argv of the application; NULL = unset */
 } Config;
 
@@ -98,6 +99,10 @@ const char *signal_to_name(int sig);
 /* Time span: "60" (seconds), "1.5", "500ms", "2s", "3min", "1h", "250us", combinations such as
  * "1min 30s", and "infinity". -EINVAL on anything else, -ERANGE on overflow. */
 int parse_sec(const char *s, uint64_t *ret_usec);
+
+/* systemd's booleans: "yes", "true", "on", "1" -> 1; "no", "false", "off", "0" -> 0 (any case);
+ * -EINVAL otherwise. */
+int parse_boolean(const char *s);
 
 /* "none" / "flow" -> enum grm_dissector; -EINVAL otherwise. */
 int dissector_from_string(const char *s);

@@ -30,6 +30,7 @@ void notify_message_done(NotifyMessage *m) {
         if (!m)
                 return;
         free(m->status);
+        free(m->bind_address);
         notify_message_init(m);
 }
 
@@ -129,6 +130,29 @@ static int parse_assignment(NotifyMessage *m, const char *line, size_t line_len)
                 if (u == 0)
                         return -EBADMSG;
                 m->main_pid = (pid_t) u;
+
+        } else if (key_is(line, key_len, "GRM_BIND_ERROR")) {
+                const char *sp = memchr(value, ' ', value_len);
+                size_t addr_len;
+                char *a;
+
+                if (!sp)
+                        return -EBADMSG;
+                r = parse_decimal(value, (size_t) (sp - value), NOTIFY_ERRNO_MAX, &u);
+                if (r < 0)
+                        return r;
+                addr_len = value_len - (size_t) (sp - value) - 1;
+                if (u == 0 || addr_len == 0 || addr_len > NOTIFY_ADDRESS_MAX)
+                        return -EBADMSG;
+                for (size_t i = 0; i < addr_len; i++)
+                        if (sp[1 + i] <= ' ' || sp[1 + i] >= 0x7f)
+                                return -EBADMSG;
+                a = strndup(sp + 1, addr_len);
+                if (!a)
+                        return -ENOMEM;
+                free(m->bind_address);
+                m->bind_address = a;
+                m->bind_errno = (int) u;
 
         } else
                 goto unknown;

@@ -596,6 +596,7 @@ static void assert_unset(const Config *c) {
         ck_assert_uint_eq(c->start_timeout_usec, UINT64_MAX);
         ck_assert_uint_eq(c->drain_timeout_usec, UINT64_MAX);
         ck_assert_int_eq(c->drain_signal, 0);
+        ck_assert_int_eq(c->intercept_bind, -1);
         ck_assert_ptr_null(c->exec_check);
         ck_assert_ptr_null(c->user);
         ck_assert_ptr_null(c->command);
@@ -779,6 +780,43 @@ START_TEST(test_parse_string_systemd_spelling) {
         ck_assert_int_eq(config_parse_string(S("[Steering]\nTimeoutStartSec=1s\n"), "f", &c, &error), -EINVAL);
         ck_assert_str_eq(error, "f:2: Unknown key TimeoutStartSec= in section [Steering]");
         ck_assert_uint_eq(c.start_timeout_usec, SEC(2));
+}
+END_TEST
+
+START_TEST(test_parse_boolean) {
+        static const char *const yes[] = { "yes", "YES", "true", "on", "1", "y", "T" };
+        static const char *const no[] = { "no", "No", "false", "off", "0", "n", "f" };
+        static const char *const bad[] = { "", "2", "yess", "ja", " yes", "-1" };
+
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
+                ck_assert_int_eq(parse_boolean(yes[i]), 1);
+        for (size_t i = 0; i < ELEMENTSOF(no); i++)
+                ck_assert_int_eq(parse_boolean(no[i]), 0);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                ck_assert_int_eq(parse_boolean(bad[i]), -EINVAL);
+        ck_assert_int_eq(parse_boolean(NULL), -EINVAL);
+}
+END_TEST
+
+/* InterceptBind= is a boolean of [Instance]; "no" is set (merged over a "yes"), not unset. */
+START_TEST(test_parse_string_intercept_bind) {
+        _cleanup_(config_done) Config c, d;
+        _cleanup_free_ char *error = NULL;
+
+        config_init(&c);
+        config_init(&d);
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nInterceptBind=yes\n"), "a", &c, NULL), 0);
+        ck_assert_int_eq(c.intercept_bind, 1);
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nInterceptBind=off\n"), "b", &d, NULL), 0);
+        ck_assert_int_eq(d.intercept_bind, 0);
+        ck_assert_int_eq(config_merge(&c, &d), 0);
+        ck_assert_int_eq(c.intercept_bind, 0);
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nInterceptBind=maybe\n"), "c", &c, &error), -EINVAL);
+        ck_assert_str_eq(error, "c:2: Invalid InterceptBind=maybe: expected a boolean (yes or no)");
+        ck_assert_int_eq(c.intercept_bind, 0);
+        free(TAKE_PTR(error));
+        ck_assert_int_eq(config_parse_string(S("[Steering]\nInterceptBind=yes\n"), "d", &c, &error), -EINVAL);
+        ck_assert_str_eq(error, "d:2: Unknown key InterceptBind= in section [Steering]");
 }
 END_TEST
 
@@ -1188,6 +1226,7 @@ START_TEST(test_fill_defaults) {
         ck_assert_uint_eq(c.start_timeout_usec, SEC(90));
         ck_assert_uint_eq(c.drain_timeout_usec, SEC(60));
         ck_assert_int_eq(c.drain_signal, SIGTERM);
+        ck_assert_int_eq(c.intercept_bind, 0);
         /* Left unset: they have no default. */
         ck_assert_ptr_null(c.listen);
         ck_assert_ptr_null(c.control_path);
@@ -1381,6 +1420,10 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_parse_sec_null);
         suite_add_tcase(s, tc);
 
+        tc = tcase_create("parse_boolean");
+        tcase_add_test(tc, test_parse_boolean);
+        suite_add_tcase(s, tc);
+
         tc = tcase_create("parse_signal");
         tcase_add_loop_test(tc, test_parse_signal, 0, (int) ELEMENTSOF(signal_cases));
         tcase_add_test(tc, test_parse_signal_rt);
@@ -1426,6 +1469,7 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_parse_string_empty);
         tcase_add_test(tc, test_parse_string_override);
         tcase_add_test(tc, test_parse_string_systemd_spelling);
+        tcase_add_test(tc, test_parse_string_intercept_bind);
         tcase_add_test(tc, test_parse_string_syntax);
         tcase_add_loop_test(tc, test_parse_string_bad, 0, (int) ELEMENTSOF(bad_configs));
         tcase_add_test(tc, test_parse_string_atomic);

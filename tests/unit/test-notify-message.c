@@ -29,6 +29,8 @@ static const struct {
         uint64_t extend;
         pid_t main_pid;
         unsigned n_unknown;
+        int bind_errno;
+        const char *bind_address;
 } cases[] = {
         /* good */
         { S(""),                                0, .extend = NONE },
@@ -64,6 +66,13 @@ static const struct {
         { S("MAINPID=1234"),                    0, .main_pid = 1234, .extend = NONE },
         { S("MAINPID=2147483647"),              0, .main_pid = 2147483647, .extend = NONE },
         { S("MAINPID=1\nMAINPID=7"),            0, .main_pid = 7, .extend = NONE },
+        { S("GRM_BIND_ERROR=98 tcp:127.0.0.1:8953"), 0, .extend = NONE, .bind_errno = 98,
+                                                   .bind_address = "tcp:127.0.0.1:8953" },
+        { S("GRM_BIND_ERROR=13 udp:[::1]:53\nGRM_BIND_ERROR=98 udp:[::]:1"), 0, .extend = NONE,
+                                                   .bind_errno = 98, .bind_address = "udp:[::]:1" },
+        { S("GRM_BIND_ERROR=1 0123456789012345678901234567890123456789012345678901234567890123"), 0,
+                                                   .extend = NONE, .bind_errno = 1,
+                                                   .bind_address = "0123456789012345678901234567890123456789012345678901234567890123" },
 
         /* malformed */
         { S("\0"),                              -EBADMSG },
@@ -93,6 +102,16 @@ static const struct {
         { S("MAINPID=-5"),                      -EBADMSG },
         { S("MAINPID=2147483648"),              -EBADMSG },
         { S("MAINPID=12ab"),                    -EBADMSG },
+        { S("GRM_BIND_ERROR="),                 -EBADMSG },
+        { S("GRM_BIND_ERROR=98"),               -EBADMSG },
+        { S("GRM_BIND_ERROR=98 "),              -EBADMSG },
+        { S("GRM_BIND_ERROR= udp:1.2.3.4:5"),   -EBADMSG },
+        { S("GRM_BIND_ERROR=0 udp:1.2.3.4:5"),  -EBADMSG },
+        { S("GRM_BIND_ERROR=4096 udp:1.2.3.4:5"), -EBADMSG },
+        { S("GRM_BIND_ERROR=98 udp:1.2.3.4:5 x"), -EBADMSG },
+        { S("GRM_BIND_ERROR=98 udp\x01"),        -EBADMSG },
+        { S("GRM_BIND_ERROR=98 udp\xff"),        -EBADMSG },
+        { S("GRM_BIND_ERROR=1 01234567890123456789012345678901234567890123456789012345678901234"), -EBADMSG },
 };
 
 START_TEST(test_parse_table) {
@@ -110,6 +129,8 @@ START_TEST(test_parse_table) {
                 ck_assert_uint_eq(m.extend_timeout_usec, UINT64_MAX);
                 ck_assert_int_eq(m.main_pid, 0);
                 ck_assert_uint_eq(m.n_unknown, 0);
+                ck_assert_int_eq(m.bind_errno, 0);
+                ck_assert_ptr_null(m.bind_address);
                 return;
         }
 
@@ -124,6 +145,11 @@ START_TEST(test_parse_table) {
         ck_assert_uint_eq(m.extend_timeout_usec, cases[_i].extend);
         ck_assert_int_eq(m.main_pid, cases[_i].main_pid);
         ck_assert_uint_eq(m.n_unknown, cases[_i].n_unknown);
+        ck_assert_int_eq(m.bind_errno, cases[_i].bind_errno);
+        if (cases[_i].bind_address)
+                ck_assert_str_eq(m.bind_address, cases[_i].bind_address);
+        else
+                ck_assert_ptr_null(m.bind_address);
 }
 END_TEST
 
