@@ -4,7 +4,8 @@
  * This is the only header both sides include: plain __u32/__u64, no includes of its own, so the
  * includer must have the __u* types (linux/types.h or vmlinux-style headers) in scope.
  *
- * Layout of the socket array: one reuseport group per listening address ("group"), up to
+ * Layout of the socket array: one reuseport group per listening address ("group": UDP sockets
+ * or TCP listeners, never both; grmd loads the UDP or the TCP program on it), up to
  * GRM_GEN_SLOTS live generations (a generation occupies the same "slot" in every group), and up
  * to GRM_MAX_SOCKS_PER_GEN sockets per generation and group:
  *
@@ -47,6 +48,20 @@ enum grm_stat {
         GRM_STAT_ERR_SELECT,       /* selecting a working socket failed: packet dropped */
         GRM_STAT_ERR_CONFIG,       /* config map unreadable (cannot happen): dropped */
         GRM_STAT_NEWEST_LIVE,      /* new flow, nothing working or pending: to the newest live one */
+        /* The TCP program (bpf/steer-tcp.bpf.c): new connections (a SYN looking for a listener)
+         * and requests migrated out of a closing listener's queue. */
+        GRM_STAT_TCP_WORKING,      /* new connection: to a listener of the working generation */
+        GRM_STAT_TCP_PENDING,      /* new connection, nothing works: to the starting generation */
+        GRM_STAT_TCP_NEWEST_LIVE,  /* new connection, nothing working or pending: newest live one */
+        GRM_STAT_TCP_NO_LISTENER,  /* new connection, no generation listens: the kernel's choice
+                                    * (the original listener; re-queued at the next flip) */
+        GRM_STAT_TCP_ERR_SELECT,   /* the working generation's listeners are all closed: the
+                                    * kernel's choice, as above */
+        GRM_STAT_TCP_MIGRATED,     /* accept-queue connection (established) moved to a listener */
+        GRM_STAT_TCP_MIGRATED_SYN_RECV, /* request still in SYN_RECV moved to a listener */
+        GRM_STAT_TCP_MIGRATE_KERNEL, /* no generation listens: left to the kernel's choice among
+                                      * the group's listeners (never reset by us) */
+        GRM_STAT_TCP_ERR_CONFIG,   /* config map unreadable (cannot happen): the kernel's choice */
         _GRM_STAT_MAX,
 };
 
@@ -57,6 +72,13 @@ struct grm_config {
         __u32 dissector;        /* enum grm_dissector */
         __u32 _pad;
         __u64 flow_timeout_ns;  /* flow entries idle longer than this are new flows */
+};
+
+/* Value of the "slot_tcp" per-CPU array, indexed by slot: what the TCP program did for the
+ * generation in that slot since grmd activated it. */
+struct grm_slot_tcp {
+        __u64 connections;      /* new connections steered to its listeners */
+        __u64 migrated;         /* requests moved into its listeners from closing ones */
 };
 
 /* Value of the "slots" array, indexed by slot: which generation lives there, with how many

@@ -28,54 +28,7 @@
 /* Index of the reuseport group this instance is attached to. Set by grmd before load. */
 const volatile __u32 group_id = 0;
 
-/* Sockets of every live generation, laid out as in steer-api.h. Written by grmd. */
-struct {
-        __uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
-        __uint(max_entries, GRM_SOCKARRAY_SIZE);
-        __type(key, __u32);
-        __type(value, __u64);
-} sockets SEC(".maps");
-
-/* Working and pending slot, dissector, flow timeout (one entry). Written by grmd. */
-struct {
-        __uint(type, BPF_MAP_TYPE_ARRAY);
-        __uint(max_entries, 1);
-        __type(key, __u32);
-        __type(value, struct grm_config);
-} config SEC(".maps");
-
-/* Generation number and socket count of each slot. Written by grmd. */
-struct {
-        __uint(type, BPF_MAP_TYPE_ARRAY);
-        __uint(max_entries, GRM_GEN_SLOTS);
-        __type(key, __u32);
-        __type(value, struct grm_slot);
-} slots SEC(".maps");
-
-/* Flow table: remote address and port (per group) -> owning socket. Written by this program;
- * grmd only reads it (status) and sizes it before load. LRU, so stale entries make room. */
-struct {
-        __uint(type, BPF_MAP_TYPE_LRU_HASH);
-        __uint(max_entries, 65536);
-        __type(key, struct grm_flow_key);
-        __type(value, struct grm_flow_value);
-} flows SEC(".maps");
-
-/* Per-CPU verdict counters, indexed by enum grm_stat. Written by this program. */
-struct {
-        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-        __uint(max_entries, _GRM_STAT_MAX);
-        __type(key, __u32);
-        __type(value, __u64);
-} stats SEC(".maps");
-
-/* Per-CPU packets steered to each slot. Written by this program, reset by grmd per generation. */
-struct {
-        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-        __uint(max_entries, GRM_GEN_SLOTS);
-        __type(key, __u32);
-        __type(value, __u64);
-} slot_packets SEC(".maps");
+#include "steer-maps.bpf.h"
 
 static __always_inline int finish(enum grm_stat stat, __u32 slot, int action) {
         __u32 key = stat;

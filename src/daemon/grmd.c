@@ -16,13 +16,14 @@
 static void help(void) {
         printf("Usage: grmd [OPTIONS] [--] COMMAND [ARG...]\n"
                "\n"
-               "Supervise a UDP service for zero-downtime restarts: spawn COMMAND with fresh\n"
-               "SO_REUSEPORT sockets per generation (socket activation), wait for READY=1,\n"
-               "steer new flows to it, drain the old instance. Sockets come from systemd\n"
-               "(sd_listen_fds) and/or --listen.\n"
+               "Supervise a UDP (and TCP) service for zero-downtime restarts: spawn COMMAND with\n"
+               "fresh SO_REUSEPORT sockets per generation (socket activation), wait for READY=1,\n"
+               "steer new flows and connections to it, drain the old instance. Sockets come from\n"
+               "systemd (sd_listen_fds) and/or --listen.\n"
                "\n"
                "  -c --config FILE                 config file (re-read at every restart)\n"
-               "  -l --listen udp:ADDR:PORT        open and manage this address (repeatable)\n"
+               "  -l --listen udp:ADDR:PORT        open and manage this address (repeatable);\n"
+               "     --listen tcp:ADDR:PORT        tcp: for a TCP listener\n"
                "  -C --control PATH                control socket (default $RUNTIME_DIRECTORY/grmd.sock)\n"
                "     --receive-buffer BYTES        SO_RCVBUF of every socket grmd opens (K, M, G)\n"
                "     --dissector none|flow         how existing flows are recognised (default flow)\n"
@@ -97,11 +98,9 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                                 return log_error_errno(ENOMEM, "Out of memory.");
                         break;
                 case 'l': {
-                        struct sockaddr_storage sa;
-                        socklen_t len;
-                        r = parse_listen_address(optarg, &sa, &len);
+                        r = parse_listen_address(optarg, NULL, NULL, NULL);
                         if (r < 0)
-                                return log_error_errno(r, "Invalid --listen address '%s' (expected udp:ADDR:PORT, IPv6 in brackets).", optarg);
+                                return log_error_errno(r, "Invalid --listen address '%s' (expected udp:ADDR:PORT or tcp:ADDR:PORT, IPv6 in brackets).", optarg);
                         if (strv_extend(&c->listen, optarg) < 0)
                                 return log_error_errno(ENOMEM, "Out of memory.");
                         break;

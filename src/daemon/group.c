@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The listening groups: one original SO_REUSEPORT UDP socket per address (from systemd or
- * opened here with --listen), and the fresh sockets each generation gets, cloned from it so
- * they join the same reuseport group with the same options.
+ * The listening groups: one original SO_REUSEPORT socket per address (from systemd or opened
+ * here with --listen), a bound UDP socket or a listening TCP socket, and the fresh sockets each
+ * generation gets, cloned from it so they join the same reuseport group with the same options
+ * (a TCP clone also listens with the original's backlog before it joins the socket array).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -14,18 +16,19 @@
 #include "macro.h"
 #include "manager.h"
 
-static int format_address(const struct sockaddr_storage *sa, char **ret) {
+static int format_address(int type, const struct sockaddr_storage *sa, char **ret) {
+        const char *scheme = type == SOCK_STREAM ? "tcp" : "udp";
         char host[INET6_ADDRSTRLEN], *s;
         int r;
 
         if (sa->ss_family == AF_INET) {
                 const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
                 inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-                r = asprintf(&s, "udp:%s:%u", host, ntohs(in->sin_port));
+                r = asprintf(&s, "%s:%s:%u", scheme, host, ntohs(in->sin_port));
         } else if (sa->ss_family == AF_INET6) {
                 const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) sa;
                 inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-                r = asprintf(&s, "udp:[%s]:%u", host, ntohs(in6->sin6_port));
+                r = asprintf(&s, "%s:[%s]:%u", scheme, host, ntohs(in6->sin6_port));
         } else
                 return -EAFNOSUPPORT;
         if (r < 0)
@@ -36,13 +39,24 @@ static int format_address(const struct sockaddr_storage *sa, char **ret) {
 
 int group_from_fd(int fd, const char *name, Group *ret) {
         Group g = { .fd = -EBADF };
-        int type = 0, reuseport = 0;
+        int type = 0, protocol = 0, reuseport = 0;
         socklen_t len = sizeof(type);
         int r;
 
         if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
                 return negative_errno();
-        if (type != SOCK_DGRAM)
+        len = sizeof(protocol);
+        if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) < 0)
+                return negative_errno();
+        if (type == SOCK_STREAM && protocol == IPPROTO_TCP) {
+                int listening = 0;
+
+                len = sizeof(listening);
+                if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+                        return negative_errno();
+                if (!listening)
+                        return -ENOTCONN; /* caller explains: a listening socket (Accept=no) */
+        } else if (type != SOCK_DGRAM || protocol != IPPROTO_UDP)
                 return -ESOCKTNOSUPPORT;
         len = sizeof(reuseport);
         if (getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &reuseport, &len) < 0)
@@ -56,9 +70,10 @@ int group_from_fd(int fd, const char *name, Group *ret) {
         if (g.sa.ss_family != AF_INET && g.sa.ss_family != AF_INET6)
                 return -EAFNOSUPPORT;
 
-        r = format_address(&g.sa, &g.address);
+        r = format_address(type, &g.sa, &g.address);
         if (r < 0)
                 return r;
+        g.type = type;
         g.name = strdup(name ? name : "grm");
         if (!g.name) {
                 free(g.address);
@@ -83,12 +98,12 @@ int group_listen(const char *address, uint64_t receive_buffer, Group *ret) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_storage sa;
         socklen_t sa_len;
-        int one = 1, r;
+        int one = 1, type, r;
 
-        r = parse_listen_address(address, &sa, &sa_len);
+        r = parse_listen_address(address, &type, &sa, &sa_len);
         if (r < 0)
                 return r;
-        fd = socket(sa.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        fd = socket(sa.ss_family, type | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return negative_errno();
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
@@ -105,6 +120,9 @@ int group_listen(const char *address, uint64_t receive_buffer, Group *ret) {
         }
         if (bind(fd, (struct sockaddr *) &sa, sa_len) < 0)
                 return negative_errno();
+        /* systemd's default Backlog= (the kernel caps it at net.core.somaxconn). */
+        if (type == SOCK_STREAM && listen(fd, SOMAXCONN) < 0)
+                return negative_errno();
         r = group_from_fd(fd, NULL, ret);
         if (r < 0)
                 return r;
@@ -112,15 +130,73 @@ int group_listen(const char *address, uint64_t receive_buffer, Group *ret) {
         return 0;
 }
 
-/* Reads and drops what is queued on the original socket. Once a generation works, the steering
- * program never selects that socket, so anything there arrived before (the datagram that made
- * systemd start the service, for one) and would stay forever: unanswered, and keeping the
- * socket readable, so that systemd starts the service again the moment it is stopped.
- * Returns how many datagrams were dropped. */
+bool group_has_address(const Group *g, const char *address) {
+        struct sockaddr_storage sa;
+        socklen_t sa_len;
+        int type;
+
+        if (parse_listen_address(address, &type, &sa, &sa_len) < 0)
+                return false;
+        return g->type == type && g->sa_len == sa_len && memcmp(&g->sa, &sa, sa_len) == 0;
+}
+
+/* A listener's accept backlog and the connections waiting in its accept queue. For a socket in
+ * LISTEN, tcp_get_info() (net/ipv4/tcp.c) reports sk_max_ack_backlog as tcpi_sacked and
+ * sk_ack_backlog as tcpi_unacked: the pair "ss -lt" shows as Send-Q and Recv-Q. */
+static int listener_queue(int fd, unsigned *ret_backlog, unsigned *ret_queued) {
+        struct tcp_info info = {};
+        socklen_t len = sizeof(info);
+
+        if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0)
+                return negative_errno();
+        if (info.tcpi_state != TCP_LISTEN)
+                return -ENOTCONN;
+        if (ret_backlog)
+                *ret_backlog = info.tcpi_sacked;
+        if (ret_queued)
+                *ret_queued = info.tcpi_unacked;
+        return 0;
+}
+
+int group_backlog(const Group *g, unsigned *ret) {
+        if (g->type != SOCK_STREAM)
+                return -EOPNOTSUPP;
+        return listener_queue(g->fd, ret, NULL);
+}
+
+/* Connections queued on the original TCP listener (the one that started the service under
+ * systemd, or any the kernel put there while no generation listened) are nobody's: no instance
+ * accepts on it. Shutting it down makes the kernel migrate its queue through the steering program
+ * to the working generation, and listening again puts it back in the group (the kernel resurrects
+ * a shut down reuseport listener in its old group). Returns how many were queued. */
+static int requeue_original(const Group *g) {
+        unsigned backlog, queued;
+        int r;
+
+        r = listener_queue(g->fd, &backlog, &queued);
+        if (r < 0)
+                return r;
+        if (queued == 0)
+                return 0;
+        if (shutdown(g->fd, SHUT_RD) < 0)
+                return negative_errno();
+        if (listen(g->fd, (int) backlog) < 0)
+                return negative_errno();
+        return (int) queued;
+}
+
+/* Reads and drops what is queued on the original UDP socket. Once a generation works, the
+ * steering program never selects that socket, so anything there arrived before (the datagram
+ * that made systemd start the service, for one) and would stay forever: unanswered, and keeping
+ * the socket readable, so that systemd starts the service again the moment it is stopped. A TCP
+ * original's queue goes to the working generation instead (requeue_original()).
+ * Returns how many datagrams were dropped or connections handed on. */
 int group_discard_queued(const Group *g) {
         char byte;
         int n = 0;
 
+        if (g->type == SOCK_STREAM)
+                return requeue_original(g);
         while (n < 1000000 && recv(g->fd, &byte, sizeof(byte), MSG_DONTWAIT | MSG_TRUNC) >= 0)
                 n++;
         return n;
@@ -161,13 +237,92 @@ static int copy_buffer_size(int from, int to, int option, int force_option) {
         return 0;
 }
 
+/* Copies an int option whose value on the original differs from a fresh socket's: what the
+ * .socket unit (or whoever made the original) set, and nothing the kernel merely defaults, so
+ * that a default that follows a sysctl stays a default. */
+static int copy_changed_option(int from, int to, int level, int option) {
+        int value = 0, fresh = 0;
+        socklen_t len = sizeof(value), fresh_len = sizeof(fresh);
+
+        if (getsockopt(from, level, option, &value, &len) < 0 ||
+            getsockopt(to, level, option, &fresh, &fresh_len) < 0)
+                return errno == ENOPROTOOPT || errno == EOPNOTSUPP ? 0 : negative_errno();
+        if (value == fresh)
+                return 0;
+        if (setsockopt(to, level, option, &value, sizeof(value)) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* TCP listeners: the options accepted connections inherit or the listener itself uses. A buffer
+ * size is copied only if it was set: setting one turns off the kernel's autotuning on every
+ * connection accepted from the listener. */
+#ifndef TCP_CA_NAME_MAX
+#define TCP_CA_NAME_MAX 16 /* linux/tcp.h; netinet/tcp.h lacks it */
+#endif
+
+static int copy_tcp_options(int from, int to) {
+        static const struct {
+                int level, option;
+        } options[] = {
+                { IPPROTO_TCP, TCP_DEFER_ACCEPT },
+                { IPPROTO_TCP, TCP_FASTOPEN },
+                { IPPROTO_TCP, TCP_NODELAY },
+                { IPPROTO_TCP, TCP_KEEPIDLE },
+                { IPPROTO_TCP, TCP_KEEPINTVL },
+                { IPPROTO_TCP, TCP_KEEPCNT },
+                { IPPROTO_TCP, TCP_USER_TIMEOUT },
+                { IPPROTO_TCP, TCP_MAXSEG },
+                { SOL_SOCKET, SO_KEEPALIVE },
+                { SOL_SOCKET, SO_RCVBUF },
+                { SOL_SOCKET, SO_SNDBUF },
+        };
+        char congestion[TCP_CA_NAME_MAX] = "", fresh[TCP_CA_NAME_MAX] = "";
+        socklen_t len = sizeof(congestion) - 1, fresh_len = sizeof(fresh) - 1;
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(options); i++) {
+                int option = options[i].option;
+
+                if (options[i].level == SOL_SOCKET && (option == SO_RCVBUF || option == SO_SNDBUF)) {
+                        int value = 0, fresh_value = 0;
+                        socklen_t vlen = sizeof(value), flen = sizeof(fresh_value);
+
+                        if (getsockopt(from, SOL_SOCKET, option, &value, &vlen) < 0 ||
+                            getsockopt(to, SOL_SOCKET, option, &fresh_value, &flen) < 0)
+                                return negative_errno();
+                        if (value == fresh_value)
+                                continue;
+                        r = copy_buffer_size(from, to, option, option == SO_RCVBUF ? SO_RCVBUFFORCE : SO_SNDBUFFORCE);
+                } else
+                        r = copy_changed_option(from, to, options[i].level, option);
+                if (r < 0)
+                        return r;
+        }
+
+        if (getsockopt(from, IPPROTO_TCP, TCP_CONGESTION, congestion, &len) == 0 &&
+            getsockopt(to, IPPROTO_TCP, TCP_CONGESTION, fresh, &fresh_len) == 0 &&
+            !streq(congestion, fresh))
+                if (setsockopt(to, IPPROTO_TCP, TCP_CONGESTION, congestion, strlen(congestion)) < 0)
+                        return negative_errno();
+        return 0;
+}
+
 int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd) {
         _cleanup_close_ int fd = -EBADF;
         char device[IFNAMSIZ + 1] = "";
         socklen_t len = sizeof(device) - 1;
+        bool stream = g->type == SOCK_STREAM;
+        unsigned backlog = 0;
         int one = 1, r;
 
-        fd = socket(g->sa.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (stream) {
+                r = listener_queue(g->fd, &backlog, NULL);
+                if (r < 0)
+                        return r;
+        }
+
+        fd = socket(g->sa.ss_family, (stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return negative_errno();
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
@@ -186,6 +341,10 @@ int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd) {
                 r = copy_int_option(g->fd, fd, IPPROTO_IPV6, IPV6_TRANSPARENT);
                 if (r < 0)
                         return r;
+                r = copy_changed_option(g->fd, fd, IPPROTO_IPV6, IPV6_TCLASS);
+                if (r < 0)
+                        return r;
+                r = copy_changed_option(g->fd, fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS);
         } else {
                 r = copy_int_option(g->fd, fd, IPPROTO_IP, IP_FREEBIND);
                 if (r < 0)
@@ -193,19 +352,30 @@ int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd) {
                 r = copy_int_option(g->fd, fd, IPPROTO_IP, IP_TRANSPARENT);
                 if (r < 0)
                         return r;
+                r = copy_changed_option(g->fd, fd, IPPROTO_IP, IP_TOS);
+                if (r < 0)
+                        return r;
+                r = copy_changed_option(g->fd, fd, IPPROTO_IP, IP_TTL);
         }
+        if (r < 0)
+                return r;
 
         if (getsockopt(g->fd, SOL_SOCKET, SO_BINDTODEVICE, device, &len) == 0 && device[0] != 0)
                 if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, strlen(device)) < 0)
                         return negative_errno();
 
-        if (receive_buffer > 0)
-                r = set_receive_buffer(fd, receive_buffer);
-        else
-                r = copy_buffer_size(g->fd, fd, SO_RCVBUF, SO_RCVBUFFORCE);
-        if (r < 0)
-                return r;
-        r = copy_buffer_size(g->fd, fd, SO_SNDBUF, SO_SNDBUFFORCE);
+        if (stream) {
+                r = copy_tcp_options(g->fd, fd);
+                if (r >= 0 && receive_buffer > 0)
+                        r = set_receive_buffer(fd, receive_buffer);
+        } else {
+                if (receive_buffer > 0)
+                        r = set_receive_buffer(fd, receive_buffer);
+                else
+                        r = copy_buffer_size(g->fd, fd, SO_RCVBUF, SO_RCVBUFFORCE);
+                if (r >= 0)
+                        r = copy_buffer_size(g->fd, fd, SO_SNDBUF, SO_SNDBUFFORCE);
+        }
         if (r < 0)
                 return r;
         r = copy_int_option(g->fd, fd, SOL_SOCKET, SO_MARK);
@@ -216,6 +386,10 @@ int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd) {
                 return r;
 
         if (bind(fd, (const struct sockaddr *) &g->sa, g->sa_len) < 0)
+                return negative_errno();
+        /* A TCP socket joins the reuseport group (and may enter the socket array) once it
+         * listens. */
+        if (stream && listen(fd, (int) backlog) < 0)
                 return negative_errno();
 
         *ret_fd = TAKE_FD(fd);

@@ -923,21 +923,21 @@ int manager_startup(Manager *m) {
                 if (r == -EADDRINUSE)
                         return log_error_errno(r, "Socket %d (%s) does not have SO_REUSEPORT: set ReusePort=yes in the .socket unit.",
                                                fd, name);
+                if (r == -ENOTCONN)
+                        return log_error_errno(r, "Socket %d (%s) is a TCP socket that does not listen: use Accept=no in the .socket unit.",
+                                               fd, name);
                 if (r < 0)
-                        return log_error_errno(r, "Socket %d (%s) cannot be managed (grmd manages bound UDP sockets): %m",
+                        return log_error_errno(r, "Socket %d (%s) cannot be managed (grmd manages bound UDP sockets and listening TCP sockets): %m",
                                                fd, name);
                 m->groups[m->n_groups].stored = from_listen;
                 m->n_groups++;
         }
         for (size_t i = 0; i < n_listen; i++) {
-                struct sockaddr_storage sa;
-                socklen_t sa_len;
                 bool have = false;
 
                 /* Already passed back to us (fd store, exec)? */
-                if (parse_listen_address(m->config.listen[i], &sa, &sa_len) == 0)
-                        for (unsigned k = 0; k < m->n_groups && !have; k++)
-                                have = m->groups[k].sa_len == sa_len && memcmp(&m->groups[k].sa, &sa, sa_len) == 0;
+                for (unsigned k = 0; k < m->n_groups && !have; k++)
+                        have = group_has_address(&m->groups[k], m->config.listen[i]);
                 if (have)
                         continue;
                 if (m->n_groups >= GRM_MAX_GROUPS)
@@ -950,7 +950,7 @@ int manager_startup(Manager *m) {
                 m->n_groups++;
         }
         if (m->n_groups == 0)
-                return log_error_errno(EINVAL, "No sockets: run from a .socket unit or give --listen udp:ADDR:PORT.");
+                return log_error_errno(EINVAL, "No sockets: run from a .socket unit or give --listen udp:ADDR:PORT (or tcp:ADDR:PORT).");
 
         if (snapshot && !snapshot_groups_match(m, snapshot)) {
                 log_error("The sockets changed since the previous grmd; its instances cannot be taken over and are stopped.");

@@ -35,8 +35,9 @@ typedef struct CtlConnection CtlConnection;
 typedef struct Group {
         unsigned index;                  /* steering group index */
         int fd;                          /* the original socket, from systemd or --listen */
+        int type;                        /* SOCK_DGRAM (UDP) or SOCK_STREAM (a TCP listener) */
         char *name;                      /* LISTEN_FDNAMES name, passed on to instances */
-        char *address;                   /* printable, "udp:127.0.0.1:9000" */
+        char *address;                   /* printable, "udp:127.0.0.1:9000", "tcp:[::1]:53" */
         struct sockaddr_storage sa;      /* what the original socket is bound to */
         socklen_t sa_len;
         bool stored;                     /* opened by grmd (--listen), kept in the fd store */
@@ -172,9 +173,16 @@ void test_kill_point(const char *name);
 int group_from_fd(int fd, const char *name, Group *ret);
 int group_listen(const char *address, uint64_t receive_buffer, Group *ret);
 void group_done(Group *g);
+/* Whether the group is the one "udp:..."/"tcp:..." names (same transport and address). */
+bool group_has_address(const Group *g, const char *address);
+/* UDP: drops what is queued on the original socket. TCP: hands the connections queued on the
+ * original listener to the working generation. Returns how many there were. */
 int group_discard_queued(const Group *g);
-/* A fresh socket bound to the group's address, with the original's options; receive_buffer
- * (bytes, 0: as the original) sets its SO_RCVBUF. */
+/* A TCP group's listen backlog, as the original socket has it. -EOPNOTSUPP for UDP. */
+int group_backlog(const Group *g, unsigned *ret);
+/* A fresh socket bound to the group's address, with the original's options (a TCP one also
+ * listening, with the original's backlog); receive_buffer (bytes, 0: as the original) sets its
+ * SO_RCVBUF. */
 int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd);
 
 /* generation.c */

@@ -630,19 +630,24 @@ static int parse_scope_id(const char *s, uint32_t *ret) {
         return 0;
 }
 
-int parse_listen_address(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len) {
+int parse_listen_address(const char *s, int *ret_type, struct sockaddr_storage *ret, socklen_t *ret_len) {
         struct sockaddr_storage ss = {};
         socklen_t len;
         const char *colon, *port;
         char addr[INET6_ADDRSTRLEN + 1 + IF_NAMESIZE];
         uint16_t port_n;
+        int type = SOCK_DGRAM;
 
         if (!s)
                 return -EINVAL;
 
         colon = strchr(s, ':');
         if (colon && looks_like_scheme(s, (size_t) (colon - s), colon + 1)) {
-                if ((size_t) (colon - s) != 3 || strncmp(s, "udp", 3) != 0)
+                if ((size_t) (colon - s) != 3)
+                        return -EPROTONOSUPPORT;
+                if (strncmp(s, "tcp", 3) == 0)
+                        type = SOCK_STREAM;
+                else if (strncmp(s, "udp", 3) != 0)
                         return -EPROTONOSUPPORT;
                 s = colon + 1;
         }
@@ -698,6 +703,8 @@ int parse_listen_address(const char *s, struct sockaddr_storage *ret, socklen_t 
                 len = sizeof(struct sockaddr_in);
         }
 
+        if (ret_type)
+                *ret_type = type;
         if (ret)
                 *ret = ss;
         if (ret_len)
@@ -834,13 +841,13 @@ static const char *check_control_path(const char *p) {
 }
 
 static const char *check_listen(const char *a) {
-        switch (parse_listen_address(a, NULL, NULL)) {
+        switch (parse_listen_address(a, NULL, NULL, NULL)) {
         case 0:
                 return NULL;
         case -EPROTONOSUPPORT:
-                return "only udp: is supported";
+                return "only udp: and tcp: are supported";
         default:
-                return "expected udp:IPV4:PORT or udp:[IPV6]:PORT, port 1..65535";
+                return "expected udp:IPV4:PORT, udp:[IPV6]:PORT, tcp:IPV4:PORT or tcp:[IPV6]:PORT, port 1..65535";
         }
 }
 
@@ -876,20 +883,23 @@ int config_validate(const Config *c, char **ret_error) {
         for (size_t i = 0; i < n_listen; i++) {
                 struct sockaddr_storage a;
                 socklen_t a_len;
+                int a_type;
 
                 why = check_listen(c->listen[i]);
                 if (why)
                         return set_error(ret_error, -EINVAL, "Listen address \"%s\": %s",
                                          quote(c->listen[i], q), why);
 
-                /* Two entries for one address would put its sockets in two groups. */
-                (void) parse_listen_address(c->listen[i], &a, &a_len);
+                /* Two entries for one address would put its sockets in two groups. The same
+                 * address and port over UDP and over TCP are two groups, as they should be. */
+                (void) parse_listen_address(c->listen[i], &a_type, &a, &a_len);
                 for (size_t j = 0; j < i; j++) {
                         struct sockaddr_storage b;
                         socklen_t b_len;
+                        int b_type;
 
-                        (void) parse_listen_address(c->listen[j], &b, &b_len);
-                        if (a_len == b_len && memcmp(&a, &b, a_len) == 0)
+                        (void) parse_listen_address(c->listen[j], &b_type, &b, &b_len);
+                        if (a_type == b_type && a_len == b_len && memcmp(&a, &b, a_len) == 0)
                                 return set_error(ret_error, -EINVAL,
                                                  "Listen address \"%s\" given twice",
                                                  quote(c->listen[i], q));
@@ -923,32 +933,67 @@ int config_validate(const Config *c, char **ret_error) {
 /* A key's parser: 0, -ENOMEM, or -EINVAL with a static reason in *ret_why. */
 typedef int (*ConfigParser)(Config *c, const char *value, const char **ret_why);
 
-static int config_parse_datagram(Config *c, const char *value, const char **ret_why) {
+/* Removes the entries of one transport ("udp:" or "tcp:") from the list, keeping the others in
+ * their order: an empty Datagram= resets the UDP addresses, an empty Stream= the TCP ones. */
+static void listen_remove_scheme(char ***l, const char *scheme) {
+        size_t n = 0;
+
+        if (!*l)
+                return;
+        for (char **p = *l; *p; p++)
+                if (strncmp(*p, scheme, 4) == 0)
+                        free(*p);
+                else
+                        (*l)[n++] = *p;
+        (*l)[n] = NULL;
+        if (n == 0) {
+                free(*l);
+                *l = NULL;
+        }
+}
+
+/* Datagram= (udp) and Stream= (tcp) share one list, so that the groups, and the fds every
+ * instance gets, come in the order the file names them. */
+static int config_parse_listen(Config *c, const char *value, int want_type, const char **ret_why) {
+        const char *scheme = want_type == SOCK_STREAM ? "tcp:" : "udp:";
         _cleanup_free_ char *a = NULL;
+        int type;
 
         if (!*value) {
-                strv_free(c->listen);
-                c->listen = NULL;
+                listen_remove_scheme(&c->listen, scheme);
                 return 0;
         }
 
         *ret_why = check_listen(value);
         if (*ret_why)
                 return -EINVAL;
+        /* Without a scheme the address is the key's transport. */
+        if (strncmp(value, "udp:", 4) == 0 || strncmp(value, "tcp:", 4) == 0) {
+                (void) parse_listen_address(value, &type, NULL, NULL);
+                if (type != want_type) {
+                        *ret_why = want_type == SOCK_STREAM ? "only tcp: here; use Datagram= for udp:"
+                                                            : "only udp: here; use Stream= for tcp:";
+                        return -EINVAL;
+                }
+                a = strdup(value);
+        } else if (asprintf(&a, "%s%s", scheme, value) < 0)
+                a = NULL;
+        if (!a)
+                return -ENOMEM;
         if (strv_length(c->listen) >= CONFIG_LISTEN_MAX) {
                 *ret_why = "too many listen addresses (at most 32)";
                 return -EINVAL;
         }
 
-        /* Store the canonical "udp:" form. */
-        if (strncmp(value, "udp:", 4) == 0)
-                a = strdup(value);
-        else if (asprintf(&a, "udp:%s", value) < 0)
-                a = NULL;
-        if (!a)
-                return -ENOMEM;
-
         return strv_consume(&c->listen, TAKE_PTR(a));
+}
+
+static int config_parse_datagram(Config *c, const char *value, const char **ret_why) {
+        return config_parse_listen(c, value, SOCK_DGRAM, ret_why);
+}
+
+static int config_parse_stream(Config *c, const char *value, const char **ret_why) {
+        return config_parse_listen(c, value, SOCK_STREAM, ret_why);
 }
 
 static int config_parse_receive_buffer(Config *c, const char *value, const char **ret_why) {
@@ -1147,6 +1192,7 @@ static const struct {
         ConfigParser parse;
 } config_keys[] = {
         { "Listen",   "Datagram",             config_parse_datagram },
+        { "Listen",   "Stream",               config_parse_stream },
         { "Listen",   "ReceiveBuffer",        config_parse_receive_buffer },
         { "Steering", "Dissector",            config_parse_dissector },
         { "Steering", "SocketsPerGeneration", config_parse_sockets },

@@ -34,7 +34,7 @@
 #define CONFIG_DRAIN_TIMEOUT_INFINITY (UINT64_MAX - 1)
 
 typedef struct Config {
-        char **listen;                  /* strv of "udp:ADDR:PORT"; NULL = unset */
+        char **listen;                  /* strv of "udp:ADDR:PORT" / "tcp:ADDR:PORT"; NULL = unset */
         char *control_path;             /* NULL = unset */
         int dissector;                  /* enum grm_dissector; -1 = unset */
         unsigned sockets_per_generation; /* 0 = unset */
@@ -84,12 +84,12 @@ void config_fill_defaults(Config *c);
 int config_validate(const Config *c, char **ret_error);
 
 /**
- * parse_listen_address() - parse "udp:ADDR:PORT" (the "udp:" prefix is optional).
- * ADDR is an IPv4 address, or an IPv6 address in brackets ("udp:[::1]:53", "udp:[::]:443");
- * PORT is 1..65535. Return: 0 with *ret and *ret_len filled, or -EINVAL; -EPROTONOSUPPORT for
- * another scheme ("tcp:").
+ * parse_listen_address() - parse "udp:ADDR:PORT" or "tcp:ADDR:PORT" (no scheme means "udp:").
+ * ADDR is an IPv4 address, or an IPv6 address in brackets ("udp:[::1]:53", "tcp:[::]:443");
+ * PORT is 1..65535. @ret_type (SOCK_DGRAM or SOCK_STREAM), @ret and @ret_len may be NULL.
+ * Return: 0 with the outputs filled, or -EINVAL; -EPROTONOSUPPORT for another scheme ("sctp:").
  */
-int parse_listen_address(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len);
+int parse_listen_address(const char *s, int *ret_type, struct sockaddr_storage *ret, socklen_t *ret_len);
 
 /* "SIGTERM", "TERM", "term" or "15" -> signal number (1..SIGRTMAX). -EINVAL otherwise. */
 int parse_signal(const char *s);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Owns the steering program's BPF objects: one skeleton per reuseport group (each with its own
- * read-only group_id) whose maps are all shared with the first skeleton, plus a userspace copy
- * of the config entry, which only this file writes. See steering.h and bpf/steer-api.h.
+ * Owns the steering programs' BPF objects: one skeleton per reuseport group (each with its own
+ * read-only group_id), the UDP program (bpf/steer.bpf.c) on a UDP group and the TCP program
+ * (bpf/steer-tcp.bpf.c) on a TCP group, whose maps are all shared with the first skeleton
+ * loaded, plus a userspace copy of the config entry, which only this file writes. See
+ * steering.h and bpf/steer-api.h.
  */
 #include <fcntl.h>
 #include <stdbool.h>
@@ -14,15 +16,34 @@
 #include "macro.h"
 #include "steering.h"
 #include "steer.skel.h"
+#include "steer_tcp.skel.h"
 
 #ifndef SO_ATTACH_REUSEPORT_EBPF
 #define SO_ATTACH_REUSEPORT_EBPF 52
 #endif
 
+/* Indexes into steering_map_names and Steering.maps. */
+enum {
+        MAP_SOCKETS,
+        MAP_CONFIG,
+        MAP_SLOTS,
+        MAP_FLOWS,
+        MAP_STATS,
+        MAP_SLOT_PACKETS,
+        MAP_SLOT_TCP,
+};
+
+/* One group's program: exactly one of udp and tcp is set. */
+typedef struct SteeringGroup {
+        struct steer *udp;
+        struct steer_tcp *tcp;
+} SteeringGroup;
+
 struct Steering {
         unsigned flow_table_size;
         int adopted[STEERING_N_MAPS];        /* maps of an earlier grmd, or -EBADF */
-        struct steer *skels[GRM_MAX_GROUPS]; /* skels[0] owns the shared maps */
+        SteeringGroup groups[GRM_MAX_GROUPS]; /* groups[0]'s object owns the shared maps */
+        int maps[STEERING_N_MAPS];           /* the shared maps' fds (owned by groups[0]) */
         unsigned n_groups;
         struct grm_config config;            /* what the config map holds */
         int n_cpus;
@@ -40,11 +61,20 @@ static const char *const stat_names[_GRM_STAT_MAX] = {
         [GRM_STAT_ERR_FLOW_UPDATE] = "error_flow_update",
         [GRM_STAT_ERR_SELECT] = "error_select",
         [GRM_STAT_ERR_CONFIG] = "error_config",
+        [GRM_STAT_TCP_WORKING] = "tcp_working",
+        [GRM_STAT_TCP_PENDING] = "tcp_pending",
+        [GRM_STAT_TCP_NEWEST_LIVE] = "tcp_newest_live",
+        [GRM_STAT_TCP_NO_LISTENER] = "tcp_no_listener",
+        [GRM_STAT_TCP_ERR_SELECT] = "tcp_error_select",
+        [GRM_STAT_TCP_MIGRATED] = "tcp_migrated",
+        [GRM_STAT_TCP_MIGRATED_SYN_RECV] = "tcp_migrated_syn_recv",
+        [GRM_STAT_TCP_MIGRATE_KERNEL] = "tcp_migrate_kernel",
+        [GRM_STAT_TCP_ERR_CONFIG] = "tcp_error_config",
         [GRM_STAT_NEWEST_LIVE] = "newest_live",
 };
 
 const char *const steering_map_names[STEERING_N_MAPS] = {
-        "sockets", "config", "slots", "flows", "stats", "slot_packets",
+        "sockets", "config", "slots", "flows", "stats", "slot_packets", "slot_tcp",
 };
 
 const char *grm_stat_to_string(int stat) {
@@ -69,7 +99,7 @@ int steering_new(unsigned flow_table_size, Steering **ret) {
         s->flow_table_size = flow_table_size;
         s->n_cpus = n_cpus;
         for (unsigned i = 0; i < STEERING_N_MAPS; i++)
-                s->adopted[i] = -EBADF;
+                s->adopted[i] = s->maps[i] = -EBADF;
         s->config = (struct grm_config) {
                 .working_slot = GRM_SLOT_NONE,
                 .pending_slot = GRM_SLOT_NONE,
@@ -83,8 +113,10 @@ int steering_new(unsigned flow_table_size, Steering **ret) {
 Steering *steering_free(Steering *s) {
         if (!s)
                 return NULL;
-        for (unsigned i = 0; i < s->n_groups; i++)
-                steer__destroy(s->skels[i]);
+        for (unsigned i = 0; i < s->n_groups; i++) {
+                steer__destroy(s->groups[i].udp);
+                steer_tcp__destroy(s->groups[i].tcp);
+        }
         for (unsigned i = 0; i < STEERING_N_MAPS; i++)
                 safe_close(s->adopted[i]);
         free(s);
@@ -100,92 +132,114 @@ static int write_config(Steering *s) {
 
         if (s->n_groups == 0)
                 return 0; /* written when the maps are created */
-        if (bpf_map_update_elem(bpf_map__fd(s->skels[0]->maps.config), &zero, &s->config, BPF_ANY) < 0)
+        if (bpf_map_update_elem(s->maps[MAP_CONFIG], &zero, &s->config, BPF_ANY) < 0)
                 return negative_errno();
         return 0;
 }
 
-int steering_add_group(Steering *s, int fd, unsigned *ret_group) {
-        struct steer *skel;
+/* Gives an object about to be loaded the shared maps: an earlier grmd's (adopted), or the first
+ * group's; with neither, this object creates them, the flow table at its configured size. */
+static int share_maps(Steering *s, struct bpf_object *obj) {
+        bool adopting = s->n_groups == 0 && s->adopted[0] >= 0;
         struct bpf_map *map;
+        int r;
+
+        for (unsigned i = 0; i < STEERING_N_MAPS; i++) {
+                int fd = adopting ? s->adopted[i] : s->maps[i];
+
+                map = bpf_object__find_map_by_name(obj, steering_map_names[i]);
+                if (!map)
+                        return -ENOENT; /* every object declares every map (steer-maps.bpf.h) */
+                if (fd >= 0)
+                        r = bpf_map__reuse_fd(map, fd);
+                else if (i == MAP_FLOWS)
+                        r = bpf_map__set_max_entries(map, s->flow_table_size);
+                else
+                        r = 0;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Whether fd is a TCP socket (the TCP program) or not (the UDP program decides what it takes). */
+static int socket_is_stream(int fd, bool *ret) {
+        int type = 0;
+        socklen_t len = sizeof(type);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+                return negative_errno();
+        *ret = type == SOCK_STREAM;
+        return 0;
+}
+
+int steering_add_group(Steering *s, int fd, unsigned *ret_group) {
+        SteeringGroup g = {};
+        struct bpf_object *obj;
+        bool stream;
         int r, prog_fd;
 
         if (s->n_groups >= GRM_MAX_GROUPS)
                 return -E2BIG;
+        r = socket_is_stream(fd, &stream);
+        if (r < 0)
+                return r;
 
-        skel = steer__open();
-        if (!skel)
-                return negative_errno();
-
-        skel->rodata->group_id = s->n_groups;
-        if (s->n_groups == 0 && s->adopted[0] >= 0) {
-                /* An earlier grmd's maps: the state (flows, slots, working generation) goes on. */
-                for (unsigned i = 0; i < STEERING_N_MAPS; i++) {
-                        map = bpf_object__find_map_by_name(skel->obj, steering_map_names[i]);
-                        if (!map) {
-                                r = -ENOENT;
-                                goto fail;
-                        }
-                        r = bpf_map__reuse_fd(map, s->adopted[i]);
-                        if (r < 0)
-                                goto fail;
-                }
-        } else if (s->n_groups == 0) {
-                r = bpf_map__set_max_entries(skel->maps.flows, s->flow_table_size);
-                if (r < 0)
-                        goto fail;
+        if (stream) {
+                g.tcp = steer_tcp__open();
+                if (!g.tcp)
+                        return negative_errno();
+                g.tcp->rodata->group_id = s->n_groups;
+                obj = g.tcp->obj;
         } else {
-                /* Every map but the per-instance .rodata is shared with the first instance. */
-                bpf_object__for_each_map(map, skel->obj) {
-                        const struct bpf_map *shared;
-
-                        if (bpf_map__is_internal(map))
-                                continue;
-                        shared = bpf_object__find_map_by_name(s->skels[0]->obj, bpf_map__name(map));
-                        if (!shared) {
-                                r = -ENOENT;
-                                goto fail;
-                        }
-                        r = bpf_map__reuse_fd(map, bpf_map__fd(shared));
-                        if (r < 0)
-                                goto fail;
-                }
+                g.udp = steer__open();
+                if (!g.udp)
+                        return negative_errno();
+                g.udp->rodata->group_id = s->n_groups;
+                obj = g.udp->obj;
         }
 
-        r = steer__load(skel);
+        r = share_maps(s, obj);
+        if (r < 0)
+                goto fail;
+        r = stream ? steer_tcp__load(g.tcp) : steer__load(g.udp);
         if (r < 0)
                 goto fail;
 
-        prog_fd = bpf_program__fd(skel->progs.grm_steer);
+        prog_fd = stream ? bpf_program__fd(g.tcp->progs.grm_steer_tcp) : bpf_program__fd(g.udp->progs.grm_steer);
         if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd, sizeof(prog_fd)) < 0) {
                 r = negative_errno();
                 goto fail;
         }
 
-        s->skels[s->n_groups] = skel;
+        s->groups[s->n_groups] = g;
         if (ret_group)
                 *ret_group = s->n_groups;
         s->n_groups++;
-        if (s->n_groups == 1 && s->adopted[0] >= 0) {
+        if (s->n_groups > 1)
+                return 0;
+
+        /* The first object owns the maps now. */
+        for (unsigned i = 0; i < STEERING_N_MAPS; i++)
+                s->maps[i] = bpf_map__fd(bpf_object__find_map_by_name(obj, steering_map_names[i]));
+        if (s->adopted[0] >= 0) {
                 __u32 zero = 0;
                 struct grm_config cfg;
 
-                if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.config), &zero, &cfg) < 0)
+                if (bpf_map_lookup_elem(s->maps[MAP_CONFIG], &zero, &cfg) < 0)
                         return negative_errno();
                 s->config = cfg;
-                s->flow_table_size = bpf_map__max_entries(skel->maps.flows);
+                s->flow_table_size = bpf_map__max_entries(bpf_object__find_map_by_name(obj, "flows"));
                 /* The skeleton holds its own references now. */
                 for (unsigned i = 0; i < STEERING_N_MAPS; i++)
                         s->adopted[i] = safe_close(s->adopted[i]);
-        } else if (s->n_groups == 1) {
-                r = write_config(s);
-                if (r < 0)
-                        return r;
+                return 0;
         }
-        return 0;
+        return write_config(s);
 
 fail:
-        steer__destroy(skel);
+        steer__destroy(g.udp);
+        steer_tcp__destroy(g.tcp);
         return r;
 }
 
@@ -210,13 +264,13 @@ int steering_register_socket(Steering *s, unsigned group, unsigned slot, unsigne
         if (group >= s->n_groups || slot >= GRM_GEN_SLOTS || sock >= GRM_MAX_SOCKS_PER_GEN || fd < 0)
                 return -EINVAL;
         index = sock_index(group, slot, sock);
-        if (bpf_map_update_elem(bpf_map__fd(s->skels[0]->maps.sockets), &index, &value, BPF_ANY) < 0)
+        if (bpf_map_update_elem(s->maps[MAP_SOCKETS], &index, &value, BPF_ANY) < 0)
                 return negative_errno();
         return 0;
 }
 
-static int zero_percpu(Steering *s, int fd, uint32_t key) {
-        _cleanup_free_ uint64_t *values = calloc(s->n_cpus, sizeof(uint64_t));
+static int zero_percpu(Steering *s, int fd, uint32_t key, size_t value_size) {
+        _cleanup_free_ uint8_t *values = calloc(s->n_cpus, value_size);
 
         if (!values)
                 return -ENOMEM;
@@ -247,10 +301,12 @@ int steering_slot_activate(Steering *s, unsigned slot, uint32_t gen, unsigned ns
                 return -EINVAL;
         if (s->n_groups == 0)
                 return -ENOENT;
-        r = zero_percpu(s, bpf_map__fd(s->skels[0]->maps.slot_packets), slot);
+        r = zero_percpu(s, s->maps[MAP_SLOT_PACKETS], slot, sizeof(uint64_t));
+        if (r >= 0)
+                r = zero_percpu(s, s->maps[MAP_SLOT_TCP], slot, sizeof(struct grm_slot_tcp));
         if (r < 0)
                 return r;
-        if (bpf_map_update_elem(bpf_map__fd(s->skels[0]->maps.slots), &slot, &value, BPF_ANY) < 0)
+        if (bpf_map_update_elem(s->maps[MAP_SLOTS], &slot, &value, BPF_ANY) < 0)
                 return negative_errno();
         return 0;
 }
@@ -272,10 +328,10 @@ int steering_slot_release(Steering *s, unsigned slot) {
                 r = write_config(s);
         }
 
-        if (bpf_map_update_elem(bpf_map__fd(s->skels[0]->maps.slots), &slot, &value, BPF_ANY) < 0 && r == 0)
+        if (bpf_map_update_elem(s->maps[MAP_SLOTS], &slot, &value, BPF_ANY) < 0 && r == 0)
                 r = negative_errno();
 
-        sockets_fd = bpf_map__fd(s->skels[0]->maps.sockets);
+        sockets_fd = s->maps[MAP_SOCKETS];
         for (unsigned g = 0; g < s->n_groups; g++)
                 for (unsigned i = 0; i < GRM_MAX_SOCKS_PER_GEN; i++) {
                         uint32_t index = sock_index(g, slot, i);
@@ -307,9 +363,29 @@ int steering_get_stats(Steering *s, uint64_t ret[_GRM_STAT_MAX]) {
         if (s->n_groups == 0)
                 return 0;
         for (uint32_t i = 0; i < _GRM_STAT_MAX; i++) {
-                r = sum_percpu(s, bpf_map__fd(s->skels[0]->maps.stats), i, &ret[i]);
+                r = sum_percpu(s, s->maps[MAP_STATS], i, &ret[i]);
                 if (r < 0)
                         return r;
+        }
+        return 0;
+}
+
+int steering_get_slot_tcp(Steering *s, unsigned slot, uint64_t *ret_connections, uint64_t *ret_migrated) {
+        _cleanup_free_ struct grm_slot_tcp *values = NULL;
+
+        if (slot >= GRM_GEN_SLOTS)
+                return -EINVAL;
+        *ret_connections = *ret_migrated = 0;
+        if (s->n_groups == 0)
+                return 0;
+        values = calloc(s->n_cpus, sizeof(*values));
+        if (!values)
+                return -ENOMEM;
+        if (bpf_map_lookup_elem(s->maps[MAP_SLOT_TCP], &slot, values) < 0)
+                return negative_errno();
+        for (int i = 0; i < s->n_cpus; i++) {
+                *ret_connections += values[i].connections;
+                *ret_migrated += values[i].migrated;
         }
         return 0;
 }
@@ -320,18 +396,14 @@ int steering_get_slot_packets(Steering *s, unsigned slot, uint64_t *ret) {
         *ret = 0;
         if (s->n_groups == 0)
                 return 0;
-        return sum_percpu(s, bpf_map__fd(s->skels[0]->maps.slot_packets), slot, ret);
+        return sum_percpu(s, s->maps[MAP_SLOT_PACKETS], slot, ret);
 }
 
 int steering_get_map_fds(Steering *s, int ret_fds[STEERING_N_MAPS]) {
         if (s->n_groups == 0)
                 return -ENOENT;
-        for (unsigned i = 0; i < STEERING_N_MAPS; i++) {
-                const struct bpf_map *map = bpf_object__find_map_by_name(s->skels[0]->obj, steering_map_names[i]);
-                if (!map)
-                        return -ENOENT;
-                ret_fds[i] = bpf_map__fd(map);
-        }
+        for (unsigned i = 0; i < STEERING_N_MAPS; i++)
+                ret_fds[i] = s->maps[i];
         return 0;
 }
 
@@ -387,7 +459,7 @@ int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total)
         clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
         now_ns = (uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
 
-        fd = bpf_map__fd(s->skels[0]->maps.flows);
+        fd = s->maps[MAP_FLOWS];
         for (;;) {
                 __u32 count = BATCH;
                 int r;

@@ -31,7 +31,9 @@ static inline void steering_freep(Steering **s) {
 
 /**
  * steering_add_group() - load a program instance for a new group and attach it.
- * @fd: a bound SO_REUSEPORT UDP socket of the group (not taken over; the caller keeps it open)
+ * @fd: a bound SO_REUSEPORT UDP socket, or a listening SO_REUSEPORT TCP socket, of the group (not
+ *      taken over; the caller keeps it open). A TCP group gets the TCP program, which also
+ *      migrates the requests queued on a closing listener (sk_reuseport/migrate).
  * @ret_group: the group's index, used in later calls
  * Return: 0; -E2BIG past GRM_MAX_GROUPS; -errno from loading or SO_ATTACH_REUSEPORT_EBPF.
  */
@@ -43,13 +45,14 @@ int steering_set_settings(Steering *s, int dissector, uint64_t flow_timeout_usec
 
 /**
  * steering_register_socket() - put a generation's socket in the socket array.
- * @fd: bound to the group's address with SO_REUSEPORT (so already a member of the group); the
- *      array holds no reference: when the socket is closed it leaves the array by itself.
+ * @fd: bound to the group's address with SO_REUSEPORT (so already a member of the group; a TCP
+ *      socket must be listening already); the array holds no reference: when the socket is
+ *      closed it leaves the array by itself.
  */
 int steering_register_socket(Steering *s, unsigned group, unsigned slot, unsigned sock, int fd);
 
 /* Marks a slot as holding generation gen with nsocks sockets per group, and zeroes its packet
- * counter. Call after registering its sockets, before making it pending or working. */
+ * and TCP counters. Call after registering its sockets, before making it pending or working. */
 int steering_slot_activate(Steering *s, unsigned slot, uint32_t gen, unsigned nsocks);
 
 /* Frees a slot: its sockets leave the array, flows that pointed at it become stale, and it
@@ -66,6 +69,9 @@ int steering_set_working(Steering *s, uint32_t working_slot, uint32_t pending_sl
 
 /* Verdict counters summed over CPUs. */
 int steering_get_stats(Steering *s, uint64_t ret[_GRM_STAT_MAX]);
+/* TCP connections steered to a slot's listeners, and requests migrated into them from closing
+ * listeners, since steering_slot_activate(), summed over CPUs. */
+int steering_get_slot_tcp(Steering *s, unsigned slot, uint64_t *ret_connections, uint64_t *ret_migrated);
 /* Packets steered to a slot since steering_slot_activate(), summed over CPUs. */
 int steering_get_slot_packets(Steering *s, unsigned slot, uint64_t *ret);
 /* Flow entries per group that are not expired (ret_counts has steering_n_groups() elements),
@@ -78,7 +84,7 @@ const char *grm_stat_to_string(int stat);
  * Handing the maps over to the next grmd (after a crash or an exec of a new binary): the maps are
  * the state, the programs are loaded again and re-attached (an atomic replacement on each group).
  */
-#define STEERING_N_MAPS 6
+#define STEERING_N_MAPS 7
 /* Names of the shared maps, in the order of the fd arrays below. */
 extern const char *const steering_map_names[STEERING_N_MAPS];
 

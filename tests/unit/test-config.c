@@ -319,6 +319,7 @@ static const struct {
         const char *addr;
         uint16_t port;
         uint32_t scope;
+        int type;                       /* 0: SOCK_DGRAM */
 } listen_cases[] = {
         { "udp:127.0.0.1:9000",        0, AF_INET,  "127.0.0.1", 9000 },
         { "127.0.0.1:9000",            0, AF_INET,  "127.0.0.1", 9000 },
@@ -333,8 +334,16 @@ static const struct {
         { "udp:[fe80::1%1]:9000",      0, AF_INET6, "fe80::1",   9000, 1 },
         { "[fe80::1%4294967295]:9000", 0, AF_INET6, "fe80::1",   9000, 4294967295U },
 
-        { "tcp:127.0.0.1:80",          -EPROTONOSUPPORT },
-        { "tcp:[::1]:80",              -EPROTONOSUPPORT },
+        { "tcp:127.0.0.1:80",          0, AF_INET,  "127.0.0.1", 80, 0, SOCK_STREAM },
+        { "tcp:[::1]:80",              0, AF_INET6, "::1",       80, 0, SOCK_STREAM },
+        { "tcp:[::]:53",               0, AF_INET6, "::",        53, 0, SOCK_STREAM },
+        { "tcp:[fe80::1%1]:443",       0, AF_INET6, "fe80::1",   443, 1, SOCK_STREAM },
+        { "tcp:",                      -EINVAL },
+        { "tcp:1.2.3.4",               -EINVAL },
+        { "tcp:1.2.3.4:0",             -EINVAL },
+        { "tcp:tcp:1.2.3.4:5",         -EINVAL },
+        { "tcp6:[::1]:80",             -EPROTONOSUPPORT },
+        { "TCP:1.2.3.4:5",             -EPROTONOSUPPORT },
         { "sctp:1.2.3.4:5",            -EPROTONOSUPPORT },
         { "unix:/run/x",               -EPROTONOSUPPORT },
         { "udp6:[::1]:53",             -EPROTONOSUPPORT },
@@ -389,19 +398,21 @@ START_TEST(test_parse_listen_address) {
         struct sockaddr_storage ss;
         socklen_t len = 12345;
         char text[INET6_ADDRSTRLEN];
-        int r;
+        int r, type = 12345;
 
         memset(&ss, 0xaa, sizeof(ss));
-        r = parse_listen_address(listen_cases[_i].s, &ss, &len);
+        r = parse_listen_address(listen_cases[_i].s, &type, &ss, &len);
         ck_assert_msg(r == listen_cases[_i].ret, "\"%s\": got %d", listen_cases[_i].s, r);
 
         if (r < 0) {
                 /* Nothing is written on failure. */
+                ck_assert_int_eq(type, 12345);
                 ck_assert_uint_eq(len, 12345);
                 ck_assert_uint_eq(((unsigned char *) &ss)[0], 0xaa);
                 return;
         }
 
+        ck_assert_int_eq(type, listen_cases[_i].type ? listen_cases[_i].type : SOCK_DGRAM);
         ck_assert_int_eq(ss.ss_family, listen_cases[_i].family);
         if (listen_cases[_i].family == AF_INET) {
                 struct sockaddr_in *sin = (struct sockaddr_in *) &ss;
@@ -429,13 +440,13 @@ START_TEST(test_parse_listen_address_misc) {
         socklen_t len;
         unsigned lo = if_nametoindex("lo");
 
-        ck_assert_int_eq(parse_listen_address(NULL, &ss, &len), -EINVAL);
+        ck_assert_int_eq(parse_listen_address(NULL, NULL, &ss, &len), -EINVAL);
         /* The outputs are optional: a plain syntax check. */
-        ck_assert_int_eq(parse_listen_address("1.2.3.4:5", NULL, NULL), 0);
+        ck_assert_int_eq(parse_listen_address("1.2.3.4:5", NULL, NULL, NULL), 0);
 
         /* Scope by interface name, where the loopback interface is visible. */
         if (lo > 0) {
-                ck_assert_int_eq(parse_listen_address("[fe80::1%lo]:53", &ss, &len), 0);
+                ck_assert_int_eq(parse_listen_address("[fe80::1%lo]:53", NULL, &ss, &len), 0);
                 ck_assert_uint_eq(((struct sockaddr_in6 *) &ss)->sin6_scope_id, lo);
         }
 
@@ -444,14 +455,14 @@ START_TEST(test_parse_listen_address_misc) {
         ck_assert_ptr_nonnull(long_v4);
         memset(long_v4, '1', 4990);
         strcpy(long_v4 + 4990, ":53");
-        ck_assert_int_eq(parse_listen_address(long_v4, &ss, &len), -EINVAL);
+        ck_assert_int_eq(parse_listen_address(long_v4, NULL, &ss, &len), -EINVAL);
 
         long_v6 = malloc(5000);
         ck_assert_ptr_nonnull(long_v6);
         long_v6[0] = '[';
         memset(long_v6 + 1, ':', 4980);
         strcpy(long_v6 + 4981, "]:53");
-        ck_assert_int_eq(parse_listen_address(long_v6, &ss, &len), -EINVAL);
+        ck_assert_int_eq(parse_listen_address(long_v6, NULL, &ss, &len), -EINVAL);
 }
 END_TEST
 
@@ -726,6 +737,26 @@ START_TEST(test_parse_string_override) {
         ck_assert_int_eq(config_parse_string(S("[Listen]\nDatagram=\n"), "d", &c, NULL), 0);
         ck_assert_ptr_null(c.listen);
 
+        /* Stream= shares the list (the order is the fds' order); an empty Datagram= or Stream=
+         * resets only its own transport. */
+        {
+                static const char *const mixed[] = { "udp:1.1.1.1:53", "tcp:1.1.1.1:53", "tcp:[::1]:53",
+                                                     "udp:[::1]:53", NULL };
+                static const char *const udp_only[] = { "udp:1.1.1.1:53", "udp:[::1]:53", NULL };
+                static const char *const tcp_only[] = { "tcp:2.2.2.2:80", NULL };
+
+                ck_assert_int_eq(config_parse_string(S("[Listen]\nDatagram=1.1.1.1:53\nStream=1.1.1.1:53\n"
+                                                       "Stream=tcp:[::1]:53\nDatagram=udp:[::1]:53\n"),
+                                                     "g", &c, NULL), 0);
+                assert_strv(c.listen, mixed);
+                ck_assert_int_eq(config_parse_string(S("[Listen]\nStream=\n"), "h", &c, NULL), 0);
+                assert_strv(c.listen, udp_only);
+                ck_assert_int_eq(config_parse_string(S("[Listen]\nDatagram=\nStream=2.2.2.2:80\n"), "i", &c, NULL), 0);
+                assert_strv(c.listen, tcp_only);
+                ck_assert_int_eq(config_parse_string(S("[Listen]\nStream=\n"), "j", &c, NULL), 0);
+                ck_assert_ptr_null(c.listen);
+        }
+
         /* ExecCheck= unsets. */
         ck_assert_int_eq(config_parse_string(S("[Instance]\nExecCheck=/bin/check\n"), "e", &c, NULL), 0);
         ck_assert_ptr_nonnull(c.exec_check);
@@ -884,6 +915,10 @@ static const struct {
         { S("[Listen]\n  = x\n"),                       -EINVAL, "Missing key" },
         { S("[Listen]\nDatagram=tcp:1.2.3.4:80\n"),     -EINVAL, "t.conf:2: Invalid Datagram=tcp:1.2.3.4:80: only udp" },
         { S("[Listen]\nDatagram=1.2.3.4:0\n"),          -EINVAL, "Invalid Datagram=1.2.3.4:0" },
+        { S("[Listen]\nStream=udp:1.2.3.4:80\n"),       -EINVAL, "t.conf:2: Invalid Stream=udp:1.2.3.4:80: only tcp: here; use Datagram=" },
+        { S("[Listen]\nStream=sctp:1.2.3.4:80\n"),      -EINVAL, "Invalid Stream=sctp:1.2.3.4:80: only udp: and tcp:" },
+        { S("[Listen]\nStream=1.2.3.4:0\n"),            -EINVAL, "Invalid Stream=1.2.3.4:0" },
+        { S("[Listen]\nStream=[::1]\n"),                -EINVAL, "Invalid Stream=" },
         { S("[Listen]\nDatagram=localhost:53\n"),       -EINVAL, "Invalid Datagram=" },
         { S("[Steering]\nDissector=quic\n"),            -EINVAL, "Invalid Dissector=quic" },
         { S("[Steering]\nDissector=\n"),                -EINVAL, "Invalid Dissector=" },
@@ -1333,8 +1368,20 @@ START_TEST(test_validate_bad) {
         expect_invalid(&c, "Listen address \"udp:1.2.3.4:0\"");
 
         valid_config(&c);
-        ck_assert_int_eq(strv_extend(&c.listen, "tcp:1.2.3.4:1"), 0);
-        expect_invalid(&c, "only udp");
+        ck_assert_int_eq(strv_extend(&c.listen, "sctp:1.2.3.4:1"), 0);
+        expect_invalid(&c, "only udp: and tcp:");
+
+        /* One address over UDP and over TCP: two groups, both fine. */
+        valid_config(&c);
+        ck_assert_int_eq(strv_extend(&c.listen, "udp:127.0.0.1:53"), 0);
+        ck_assert_int_eq(strv_extend(&c.listen, "tcp:127.0.0.1:53"), 0);
+        ck_assert_int_eq(config_validate(&c, NULL), 0);
+        config_done(&c);
+
+        valid_config(&c);
+        ck_assert_int_eq(strv_extend(&c.listen, "tcp:[::1]:53"), 0);
+        ck_assert_int_eq(strv_extend(&c.listen, "tcp:[::1]:53"), 0);
+        expect_invalid(&c, "\"tcp:[::1]:53\" given twice");
 
         valid_config(&c);
         ck_assert_int_eq(strv_extend(&c.listen, "udp:127.0.0.1:53"), 0);

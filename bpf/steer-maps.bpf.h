@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0-only) */
+/*
+ * The maps every steering program shares (bpf/steer.bpf.c for UDP, bpf/steer-tcp.bpf.c for TCP),
+ * defined once here so that the two objects cannot disagree: grmd creates them with the first
+ * program it loads and hands the same maps to every later one (bpf_map__reuse_fd, which refuses
+ * a map whose definition differs). Both objects declare every map, used or not, so that whichever
+ * loads first creates the whole set (the vault hands all of them to the next grmd).
+ *
+ * Include after linux/bpf.h, bpf/bpf_helpers.h and steer-api.h.
+ */
+#pragma once
+
+/* Sockets of every live generation, laid out as in steer-api.h. Written by grmd. */
+struct {
+        __uint(type, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY);
+        __uint(max_entries, GRM_SOCKARRAY_SIZE);
+        __type(key, __u32);
+        __type(value, __u64);
+} sockets SEC(".maps");
+
+/* Working and pending slot, dissector, flow timeout (one entry). Written by grmd. */
+struct {
+        __uint(type, BPF_MAP_TYPE_ARRAY);
+        __uint(max_entries, 1);
+        __type(key, __u32);
+        __type(value, struct grm_config);
+} config SEC(".maps");
+
+/* Generation number and socket count of each slot. Written by grmd. */
+struct {
+        __uint(type, BPF_MAP_TYPE_ARRAY);
+        __uint(max_entries, GRM_GEN_SLOTS);
+        __type(key, __u32);
+        __type(value, struct grm_slot);
+} slots SEC(".maps");
+
+/* Flow table: remote address and port (per group) -> owning socket. Written by the UDP
+ * program; grmd only reads it (status) and sizes it before load. LRU, so stale entries make room. */
+struct {
+        __uint(type, BPF_MAP_TYPE_LRU_HASH);
+        __uint(max_entries, 65536);
+        __type(key, struct grm_flow_key);
+        __type(value, struct grm_flow_value);
+} flows SEC(".maps");
+
+/* Per-CPU verdict counters, indexed by enum grm_stat. Written by both programs. */
+struct {
+        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+        __uint(max_entries, _GRM_STAT_MAX);
+        __type(key, __u32);
+        __type(value, __u64);
+} stats SEC(".maps");
+
+/* Per-CPU datagrams steered to each slot. Written by the UDP program, reset by grmd per generation. */
+struct {
+        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+        __uint(max_entries, GRM_GEN_SLOTS);
+        __type(key, __u32);
+        __type(value, __u64);
+} slot_packets SEC(".maps");
+
+/* Per-CPU TCP connections steered to each slot and requests migrated into it. Written by the TCP
+ * program, reset by grmd per generation. */
+struct {
+        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+        __uint(max_entries, GRM_GEN_SLOTS);
+        __type(key, __u32);
+        __type(value, struct grm_slot_tcp);
+} slot_tcp SEC(".maps");
