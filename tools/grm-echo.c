@@ -1,16 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * grm-echo: the example application grm restarts. It is a plain socket-activated UDP echo
- * service: it takes its datagram sockets from LISTEN_FDS (and/or opens its own with --listen),
- * reports READY=1 with sd_notify(), and answers every datagram from the socket it arrived on
- * with the same payload followed by " gen=<N> pid=<PID>\n", so a client can tell which
- * generation served it. On SIGTERM/SIGINT (or --drain-signal) it drains: it keeps answering and
- * exits 0 once no datagram has arrived for --idle-exit seconds.
+ * grm-echo: the example application grm restarts. It is a plain socket-activated echo service:
+ * it takes its sockets from LISTEN_FDS (and/or opens its own with --listen), reports READY=1 with
+ * sd_notify(), and answers
+ *  - every datagram, from the UDP socket it arrived on, with the same payload followed by
+ *    " gen=<N> pid=<PID>\n";
+ *  - every line on a TCP connection accepted from a listening socket it got, with the line
+ *    (without its newline) followed by " gen=<N> pid=<PID>\n",
+ * so a client can tell which generation served it. On SIGTERM/SIGINT (or --drain-signal) it
+ * drains: it closes its TCP listeners at once (the kernel moves what waits in their queues to
+ * the working generation), keeps answering, answers each connection's next line with
+ * " gen=<N> pid=<PID> closing\n" and then closes it, closes connections idle for --idle-exit,
+ * and exits 0 once no connection is left and no datagram has arrived for --idle-exit seconds.
  *
- * Owns: its sockets, one epoll loop (sockets + signalfd), the start/drain state machine and the
- * test knobs the integration tests use to simulate slow, failing and crashing applications.
- * Invariants: a reply never exceeds 65507 bytes; a bad datagram is answered or skipped, never
- * fatal; READY=1 is sent at most once and never after draining started.
+ * Owns: its sockets and connections, one epoll loop (sockets, connections, signalfd), the
+ * start/drain state machine and the test knobs the integration tests use to simulate slow,
+ * failing and crashing applications.
+ * Invariants: a reply never exceeds 65507 bytes; a bad datagram is answered or skipped, a bad
+ * connection (line too long, reset) is closed, never fatal; READY=1 is sent at most once and
+ * never after draining started; no listener stays open once draining started.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +26,7 @@
 #include <inttypes.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -42,6 +51,11 @@
 #define LISTEN_BUFFER_BYTES (4 * 1024 * 1024)
 #define SEND_RETRY_MSEC 5
 #define SIGNAL_TOKEN UINT64_MAX
+#define CONN_TOKEN (1ULL << 32)       /* | connection index */
+#define LINE_MAX_BYTES 4096           /* a longer line closes the connection */
+#define OUT_MAX_BYTES (64 * 1024)     /* unsent replies beyond this close the connection */
+#define ACCEPT_PAUSE_NSEC (50 * NSEC_PER_SEC / 1000) /* after EMFILE */
+#define LISTEN_BACKLOG 4096
 
 enum {
         EXIT_USAGE = 2,
@@ -55,9 +69,20 @@ typedef enum EchoState {
 } EchoState;
 
 typedef struct EchoSocket {
-        int fd;
+        int fd;        /* -EBADF once closed (a listener, at the drain) */
+        bool stream;   /* a TCP listener */
         bool pktinfo;  /* bound to a wildcard address: reply from the address the datagram hit */
 } EchoSocket;
+
+/* An accepted TCP connection: lines in, replies out. */
+typedef struct EchoConn {
+        int fd;
+        bool closing;          /* the drain's "closing" reply is queued: close once sent */
+        uint64_t last_nsec;    /* last line received (or accepted) */
+        size_t in_len, out_len, out_off;
+        char in[LINE_MAX_BYTES];
+        char *out;             /* replies not yet sent, OUT_MAX_BYTES */
+} EchoConn;
 
 typedef union ControlBuffer {
         char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
@@ -84,6 +109,12 @@ typedef struct Echo {
 
         uint64_t n_answered;
         uint64_t n_dropped;
+
+        EchoConn **conns;            /* by index; NULL: free */
+        size_t n_conns_allocated, n_conns;
+        uint64_t n_accepted, n_lines, n_conn_errors;
+        uint64_t accept_paused_until_nsec; /* 0: not paused */
+        size_t n_udp;                /* datagram sockets */
 
         /* recvmmsg()/sendmmsg() batch: replies are built in place in the receive buffers. */
         struct mmsghdr msgs[RECV_BATCH];
@@ -114,12 +145,23 @@ static void arg_listen_freep(char ***p) {
         free(*p);
 }
 
+static void conn_free(EchoConn *c) {
+        if (!c)
+                return;
+        safe_close(c->fd);
+        free(c->out);
+        free(c);
+}
+
 static void echo_free(Echo *e) {
         if (!e)
                 return;
         for (size_t i = 0; i < e->n_sockets; i++)
                 safe_close(e->sockets[i].fd);
         free(e->sockets);
+        for (size_t i = 0; i < e->n_conns_allocated; i++)
+                conn_free(e->conns[i]);
+        free(e->conns);
         safe_close(e->epoll_fd);
         safe_close(e->signal_fd);
         free(e->bufs);
@@ -158,22 +200,28 @@ static int log_errno(int r, const char *fmt, ...) {
 static int help(void) {
         printf("Usage: %s [OPTIONS]\n"
                "\n"
-               "UDP echo service for grm. Answers every datagram, from the socket it arrived on,\n"
+               "Echo service for grm. Answers every UDP datagram, from the socket it arrived on,\n"
                "with its payload followed by \" gen=<N> pid=<PID>\\n\" (the payload is truncated so\n"
-               "that the reply fits in 65507 bytes). Sockets come from socket activation\n"
-               "(LISTEN_FDS/LISTEN_PID) and/or --listen. Sends READY=1 with sd_notify() when set\n"
-               "up. On SIGTERM, SIGINT or a --drain-signal it drains: sends STOPPING=1, keeps\n"
-               "answering, and exits 0 once no datagram arrived for --idle-exit seconds.\n"
+               "that the reply fits in 65507 bytes), and every line on a TCP connection accepted\n"
+               "from a listening socket with the line followed by \" gen=<N> pid=<PID>\\n\".\n"
+               "Sockets come from socket activation (LISTEN_FDS/LISTEN_PID) and/or --listen.\n"
+               "Sends READY=1 with sd_notify() when set up. On SIGTERM, SIGINT or a --drain-signal\n"
+               "it drains: sends STOPPING=1, closes its TCP listeners, keeps answering, answers\n"
+               "each connection's next line with \" gen=<N> pid=<PID> closing\\n\" and closes it,\n"
+               "closes connections idle for --idle-exit, and exits 0 once no connection is left\n"
+               "and no datagram arrived for --idle-exit seconds.\n"
                "\n"
                "Options:\n"
                "  -h --help                Show this help and exit\n"
                "     --version             Show the version and exit\n"
                "  -l --listen ADDR:PORT    Also open a UDP socket with SO_REUSEPORT on ADDR:PORT\n"
-               "                           (127.0.0.1:9000, [::1]:9000); may be repeated\n"
+               "                           (127.0.0.1:9000, [::1]:9000), or with tcp:ADDR:PORT a\n"
+               "                           TCP listener; may be repeated\n"
                "     --drain-signal SIG    Also drain on SIG (name like SIGUSR2, or number);\n"
                "                           may be repeated\n"
-               "     --idle-exit SEC       Drain ends after SEC seconds without datagrams\n"
-               "                           (default 2, fractions allowed)\n"
+               "     --idle-exit SEC       Drain ends after SEC seconds without datagrams, and\n"
+               "                           closes connections idle that long (default 2,\n"
+               "                           fractions allowed)\n"
                "     --max-drain SEC       Drain ends at most SEC seconds after it started\n"
                "                           (default 0: no limit)\n"
                "\n"
@@ -263,9 +311,10 @@ static int parse_argv(int argc, char *argv[]) {
                 case 'l': {
                         char host[NI_MAXHOST], **l;
                         uint16_t port;
+                        const char *a = strncmp(optarg, "tcp:", 4) == 0 ? optarg + 4 : optarg;
 
-                        if (split_host_port(optarg, true, host, sizeof(host), &port) < 0)
-                                return usage_error("--listen: expected ADDR:PORT or [ADDR]:PORT, got '%s'",
+                        if (split_host_port(a, true, host, sizeof(host), &port) < 0)
+                                return usage_error("--listen: expected [tcp:]ADDR:PORT or [tcp:][ADDR]:PORT, got '%s'",
                                                    optarg);
                         l = realloc(arg_listen, (arg_n_listen + 1) * sizeof(char *));
 
@@ -370,33 +419,39 @@ static int socket_wants_pktinfo(int fd, bool *ret) {
         return 0;
 }
 
-static int echo_add_socket(Echo *e, int fd) {
+static int echo_add_socket(Echo *e, int fd, bool stream) {
         EchoSocket *s;
         bool pktinfo = false;
         int r;
 
-        r = socket_wants_pktinfo(fd, &pktinfo);
-        if (r < 0)
-                return r;
+        if (!stream) {
+                r = socket_wants_pktinfo(fd, &pktinfo);
+                if (r < 0)
+                        return r;
+        }
 
         s = realloc(e->sockets, (e->n_sockets + 1) * sizeof(EchoSocket));
         if (!s)
                 return -ENOMEM;
         e->sockets = s;
-        e->sockets[e->n_sockets++] = (EchoSocket) { .fd = fd, .pktinfo = pktinfo };
+        e->sockets[e->n_sockets++] = (EchoSocket) { .fd = fd, .stream = stream, .pktinfo = pktinfo };
+        if (!stream)
+                e->n_udp++;
         return 0;
 }
 
-static int open_listen_socket(const char *spec, int *ret_fd) {
+static int open_listen_socket(const char *spec, int *ret_fd, bool *ret_stream) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_storage ss;
         socklen_t len;
         char buf[SOCKADDR_STR_MAX];
+        bool stream = strncmp(spec, "tcp:", 4) == 0;
+        const char *a = stream ? spec + 4 : spec;
         int one = 1, gai = 0, r;
 
-        r = resolve_udp_address(spec, true, true, &ss, &len, &gai);
+        r = resolve_udp_address(a, true, true, &ss, &len, &gai);
         if (r == -EINVAL) {
-                fprintf(stderr, "grm-echo: --listen: expected ADDR:PORT or [ADDR]:PORT, got '%s'\n", spec);
+                fprintf(stderr, "grm-echo: --listen: expected [tcp:]ADDR:PORT or [tcp:][ADDR]:PORT, got '%s'\n", spec);
                 return -EINVAL;
         }
         if (r < 0) {
@@ -404,23 +459,28 @@ static int open_listen_socket(const char *spec, int *ret_fd) {
                 return r;
         }
 
-        fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_UDP);
+        fd = socket(ss.ss_family, (stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return log_errno(negative_errno(), "cannot create socket for %s: %m", spec);
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
                 return log_errno(negative_errno(), "cannot set SO_REUSEPORT on %s: %m", spec);
-        /* Best effort: bursts during a restart should not overflow the queue. */
-        (void) socket_set_buffer(fd, SO_RCVBUF, LISTEN_BUFFER_BYTES);
-        (void) socket_set_buffer(fd, SO_SNDBUF, LISTEN_BUFFER_BYTES);
+        if (!stream) {
+                /* Best effort: bursts during a restart should not overflow the queue. */
+                (void) socket_set_buffer(fd, SO_RCVBUF, LISTEN_BUFFER_BYTES);
+                (void) socket_set_buffer(fd, SO_SNDBUF, LISTEN_BUFFER_BYTES);
+        }
         if (bind(fd, (struct sockaddr *) &ss, len) < 0)
                 return log_errno(negative_errno(), "cannot bind to %s: %m", spec);
+        if (stream && listen(fd, LISTEN_BACKLOG) < 0)
+                return log_errno(negative_errno(), "cannot listen on %s: %m", spec);
 
         len = sizeof(ss);
         if (getsockname(fd, (struct sockaddr *) &ss, &len) >= 0)
-                fprintf(stderr, "grm-echo: listening on %s\n",
+                fprintf(stderr, "grm-echo: listening on %s%s\n", stream ? "tcp:" : "",
                         format_sockaddr((struct sockaddr *) &ss, buf, sizeof(buf)));
 
         *ret_fd = TAKE_FD(fd);
+        *ret_stream = stream;
         return 0;
 }
 
@@ -433,17 +493,22 @@ static int echo_collect_sockets(Echo *e) {
                 return n;
         }
         for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+                bool stream = false;
                 int flags;
 
                 r = sd_is_socket(fd, AF_UNSPEC, SOCK_DGRAM, -1);
                 if (r <= 0) {
-                        fprintf(stderr, "grm-echo: passed fd %d is not a datagram socket, ignoring it\n", fd);
+                        stream = true;
+                        r = sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1);
+                }
+                if (r <= 0) {
+                        fprintf(stderr, "grm-echo: passed fd %d is neither a datagram socket nor a listening stream socket, ignoring it\n", fd);
                         continue;
                 }
                 flags = fcntl(fd, F_GETFL);
                 if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
                         return log_errno(negative_errno(), "cannot make fd %d non-blocking: %m", fd);
-                r = echo_add_socket(e, fd);
+                r = echo_add_socket(e, fd, stream);
                 if (r < 0) {
                         fprintf(stderr, "grm-echo: cannot use fd %d: %s\n", fd, strerror(-r));
                         return r;
@@ -452,11 +517,12 @@ static int echo_collect_sockets(Echo *e) {
 
         for (size_t i = 0; i < arg_n_listen; i++) {
                 _cleanup_close_ int fd = -EBADF;
+                bool stream;
 
-                r = open_listen_socket(arg_listen[i], &fd);
+                r = open_listen_socket(arg_listen[i], &fd, &stream);
                 if (r < 0)
                         return r;
-                r = echo_add_socket(e, fd);
+                r = echo_add_socket(e, fd, stream);
                 if (r < 0) {
                         fprintf(stderr, "grm-echo: cannot use socket for %s: %s\n", arg_listen[i], strerror(-r));
                         return r;
@@ -653,6 +719,211 @@ static void echo_serve(Echo *e, EchoSocket *s) {
         }
 }
 
+/* ---- TCP: listeners and connections ---- */
+
+static void conn_close(Echo *e, size_t index) {
+        EchoConn *c = e->conns[index];
+
+        if (!c)
+                return;
+        (void) epoll_ctl(e->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+        conn_free(c);
+        e->conns[index] = NULL;
+        e->n_conns--;
+}
+
+/* Sends what is queued; watches for writability while something is left. Returns < 0 when the
+ * connection is to be closed (an error, or the "closing" reply is out). */
+static int conn_flush(Echo *e, size_t index) {
+        EchoConn *c = e->conns[index];
+
+        while (c->out_off < c->out_len) {
+                ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        break;
+                if (n <= 0)
+                        return -EPIPE;
+                c->out_off += (size_t) n;
+        }
+        if (c->out_off == c->out_len) {
+                c->out_off = c->out_len = 0;
+                if (c->closing)
+                        return -ESHUTDOWN;
+        }
+        (void) epoll_ctl(e->epoll_fd, EPOLL_CTL_MOD, c->fd,
+                         &(struct epoll_event) { .events = (c->closing ? 0 : EPOLLIN) | (c->out_len > 0 ? EPOLLOUT : 0),
+                                                 .data.u64 = CONN_TOKEN | index });
+        return 0;
+}
+
+/* Queues the reply to one line (without its newline). */
+static int conn_reply(Echo *e, EchoConn *c, const char *line, size_t len) {
+        /* The trailer with " closing" in front of its newline once draining. */
+        size_t t = e->trailer_len - 1, need = len + t + (c->closing ? 8 : 0) + 1;
+
+        if (c->out_len + need > OUT_MAX_BYTES)
+                return -ENOBUFS; /* the peer does not read its replies */
+        memcpy(c->out + c->out_len, line, len);
+        memcpy(c->out + c->out_len + len, e->trailer, t);
+        c->out_len += len + t;
+        if (c->closing) {
+                memcpy(c->out + c->out_len, " closing", 8);
+                c->out_len += 8;
+        }
+        c->out[c->out_len++] = '\n';
+        e->n_lines++;
+        return 0;
+}
+
+static void conn_serve(Echo *e, size_t index, uint32_t events) {
+        EchoConn *c = e->conns[index];
+        bool eof = false;
+
+        if (!c)
+                return;
+        if (events & EPOLLIN)
+                for (unsigned round = 0; round < 16 && !c->closing; round++) {
+                        ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, MSG_DONTWAIT);
+                        size_t start = 0;
+
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0 && errno == EAGAIN)
+                                break;
+                        if (n <= 0) {
+                                if (n < 0)
+                                        e->n_conn_errors++;
+                                eof = true;
+                                break;
+                        }
+                        c->in_len += (size_t) n;
+                        c->last_nsec = now_nsec();
+                        for (size_t i = 0; i < c->in_len && !c->closing; i++) {
+                                if (c->in[i] != '\n')
+                                        continue;
+                                c->closing = e->state == STATE_DRAINING;
+                                if (conn_reply(e, c, c->in + start, i - start) < 0) {
+                                        e->n_conn_errors++;
+                                        conn_close(e, index);
+                                        return;
+                                }
+                                start = i + 1;
+                        }
+                        memmove(c->in, c->in + start, c->in_len - start);
+                        c->in_len -= start;
+                        if (c->in_len == sizeof(c->in)) {
+                                /* A line longer than any request: not a client of ours. */
+                                e->n_conn_errors++;
+                                conn_close(e, index);
+                                return;
+                        }
+                }
+        if (conn_flush(e, index) < 0 || (eof && c->out_len == 0))
+                conn_close(e, index);
+}
+
+static int conn_add(Echo *e, int fd) {
+        size_t index;
+        EchoConn *c;
+
+        if (e->n_conns == e->n_conns_allocated) {
+                size_t n = e->n_conns_allocated ? e->n_conns_allocated * 2 : 64;
+                EchoConn **l = realloc(e->conns, n * sizeof(EchoConn *));
+
+                if (!l)
+                        return -ENOMEM;
+                for (size_t i = e->n_conns_allocated; i < n; i++)
+                        l[i] = NULL;
+                e->conns = l;
+                e->n_conns_allocated = n;
+        }
+        for (index = 0; e->conns[index]; index++)
+                ;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->out = malloc(OUT_MAX_BYTES);
+        if (!c->out) {
+                free(c);
+                return -ENOMEM;
+        }
+        c->fd = fd;
+        c->last_nsec = now_nsec();
+        if (epoll_ctl(e->epoll_fd, EPOLL_CTL_ADD, fd,
+                      &(struct epoll_event) { .events = EPOLLIN, .data.u64 = CONN_TOKEN | index }) < 0) {
+                int r = negative_errno();
+                c->fd = -EBADF;
+                conn_free(c);
+                return r;
+        }
+        e->conns[index] = c;
+        e->n_conns++;
+        return 0;
+}
+
+static void echo_set_listeners_watched(Echo *e, bool watched) {
+        for (size_t i = 0; i < e->n_sockets; i++)
+                if (e->sockets[i].stream && e->sockets[i].fd >= 0)
+                        (void) epoll_ctl(e->epoll_fd, EPOLL_CTL_MOD, e->sockets[i].fd,
+                                         &(struct epoll_event) { .events = watched ? EPOLLIN : 0, .data.u64 = i });
+}
+
+static void echo_accept(Echo *e, EchoSocket *s) {
+        /* Bounded, like echo_serve(). */
+        for (unsigned n = 0; n < 256; n++) {
+                int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), one = 1;
+
+                if (fd < 0) {
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                                /* Leave them queued (level-triggered epoll would spin): try again
+                                 * shortly, when connections may have closed. */
+                                e->accept_paused_until_nsec = now_nsec() + ACCEPT_PAUSE_NSEC;
+                                echo_set_listeners_watched(e, false);
+                        }
+                        return;
+                }
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                if (conn_add(e, fd) < 0) {
+                        safe_close(fd);
+                        e->n_conn_errors++;
+                        continue;
+                }
+                e->n_accepted++;
+        }
+}
+
+/* The drain: listeners close (what waits in their queues moves to the working generation), and
+ * every connection says "closing" with its next reply. */
+static void echo_close_listeners(Echo *e) {
+        for (size_t i = 0; i < e->n_sockets; i++)
+                if (e->sockets[i].stream && e->sockets[i].fd >= 0) {
+                        (void) epoll_ctl(e->epoll_fd, EPOLL_CTL_DEL, e->sockets[i].fd, NULL);
+                        e->sockets[i].fd = safe_close(e->sockets[i].fd);
+                }
+}
+
+/* While draining: connections idle for --idle-exit are closed. Returns when the next one is due. */
+static uint64_t echo_close_idle(Echo *e, uint64_t now) {
+        uint64_t next = UINT64_MAX;
+
+        for (size_t i = 0; i < e->n_conns_allocated; i++) {
+                EchoConn *c = e->conns[i];
+                uint64_t due;
+
+                if (!c)
+                        continue;
+                due = c->last_nsec + arg_idle_exit_nsec;
+                if (now >= due && c->out_len == 0)
+                        conn_close(e, i);
+                else if (due < next)
+                        next = due;
+        }
+        return next;
+}
+
 static void echo_start_drain(Echo *e, int sig) {
         char name[32];
         uint64_t now = now_nsec();
@@ -666,8 +937,12 @@ static void echo_start_drain(Echo *e, int sig) {
         e->drain_start_nsec = now;
         if (e->last_rx_nsec < now)
                 e->last_rx_nsec = now; /* the idle time counts from the start of the drain */
-        (void) sd_notifyf(0, "STOPPING=1\nSTATUS=Draining %zu sockets, generation %" PRIu64,
-                          e->n_sockets, e->generation);
+        echo_close_listeners(e);
+        for (size_t i = 0; i < e->n_conns_allocated; i++)
+                if (e->conns[i] && e->conns[i]->last_nsec < now)
+                        e->conns[i]->last_nsec = now;
+        (void) sd_notifyf(0, "STOPPING=1\nSTATUS=Draining %zu sockets and %zu connections, generation %" PRIu64,
+                          e->n_udp, e->n_conns, e->generation);
         log_state(e, "draining on %s (exit after %.3f s idle%s)",
                   format_signal(sig, name, sizeof(name)), (double) arg_idle_exit_nsec / NSEC_PER_SEC,
                   arg_max_drain_nsec > 0 ? ", bounded by --max-drain" : "");
@@ -714,16 +989,23 @@ static int echo_run_timers(Echo *e, uint64_t now, int *ret_exit) {
                 abort();
         }
 
+        if (e->accept_paused_until_nsec > 0 && now >= e->accept_paused_until_nsec) {
+                e->accept_paused_until_nsec = 0;
+                echo_set_listeners_watched(e, true);
+        }
+
         if (e->state == STATE_DRAINING) {
-                if (now >= e->last_rx_nsec + arg_idle_exit_nsec) {
-                        log_state(e, "drained, exiting (%" PRIu64 " datagrams answered, %" PRIu64 " dropped)",
-                                  e->n_answered, e->n_dropped);
+                (void) echo_close_idle(e, now);
+                if (e->n_conns == 0 && (e->n_udp == 0 || now >= e->last_rx_nsec + arg_idle_exit_nsec)) {
+                        log_state(e, "drained, exiting (%" PRIu64 " datagrams answered, %" PRIu64 " dropped, "
+                                  "%" PRIu64 " connections, %" PRIu64 " lines answered)",
+                                  e->n_answered, e->n_dropped, e->n_accepted, e->n_lines);
                         *ret_exit = EXIT_SUCCESS;
                         return 0;
                 }
                 if (arg_max_drain_nsec > 0 && now >= e->drain_start_nsec + arg_max_drain_nsec) {
-                        log_state(e, "drain deadline reached, exiting (%" PRIu64 " datagrams answered, %" PRIu64 " dropped)",
-                                  e->n_answered, e->n_dropped);
+                        log_state(e, "drain deadline reached, exiting (%" PRIu64 " datagrams answered, %" PRIu64 " dropped, "
+                                  "%zu connections still open)", e->n_answered, e->n_dropped, e->n_conns);
                         *ret_exit = EXIT_SUCCESS;
                         return 0;
                 }
@@ -732,18 +1014,25 @@ static int echo_run_timers(Echo *e, uint64_t now, int *ret_exit) {
 }
 
 /* Milliseconds until the next timer is due, rounded up; -1 if nothing is scheduled. */
-static int echo_next_timeout_ms(const Echo *e, uint64_t now) {
+static int echo_next_timeout_ms(Echo *e, uint64_t now) {
         uint64_t next = UINT64_MAX;
 
         if (e->state == STATE_STARTING)
                 next = e->ready_at_nsec;
         if (e->crash_at_nsec > 0 && e->crash_at_nsec < next)
                 next = e->crash_at_nsec;
+        if (e->accept_paused_until_nsec > 0 && e->accept_paused_until_nsec < next)
+                next = e->accept_paused_until_nsec;
         if (e->state == STATE_DRAINING) {
                 uint64_t idle = e->last_rx_nsec + arg_idle_exit_nsec;
 
-                if (idle < next)
+                if (e->n_udp > 0 && idle < next)
                         next = idle;
+                for (size_t i = 0; i < e->n_conns_allocated; i++)
+                        if (e->conns[i] && e->conns[i]->last_nsec + arg_idle_exit_nsec < next)
+                                next = e->conns[i]->last_nsec + arg_idle_exit_nsec;
+                if (e->n_conns == 0 && e->n_udp == 0)
+                        next = now;
                 if (arg_max_drain_nsec > 0 && e->drain_start_nsec + arg_max_drain_nsec < next)
                         next = e->drain_start_nsec + arg_max_drain_nsec;
         }
@@ -781,10 +1070,19 @@ static int echo_run(Echo *e) {
                 }
 
                 for (int i = 0; i < n; i++) {
-                        if (events[i].data.u64 == SIGNAL_TOKEN)
+                        uint64_t token = events[i].data.u64;
+
+                        if (token == SIGNAL_TOKEN)
                                 echo_handle_signals(e);
-                        else if (e->state != STATE_FAILED && events[i].data.u64 < e->n_sockets)
-                                echo_serve(e, &e->sockets[events[i].data.u64]);
+                        else if (token & CONN_TOKEN) {
+                                if ((size_t) (token & ~CONN_TOKEN) < e->n_conns_allocated)
+                                        conn_serve(e, (size_t) (token & ~CONN_TOKEN), events[i].events);
+                        } else if (e->state != STATE_FAILED && token < e->n_sockets && e->sockets[token].fd >= 0) {
+                                if (e->sockets[token].stream)
+                                        echo_accept(e, &e->sockets[token]);
+                                else
+                                        echo_serve(e, &e->sockets[token]);
+                        }
                 }
         }
 }
