@@ -1206,10 +1206,11 @@ static const struct {
         { "Instance", "DrainSignal",          config_parse_drain_signal },
         { "Instance", "InterceptBind",        config_parse_intercept_bind },
         { "Control",  "Socket",               config_parse_control_socket },
-        /* systemd's spelling of the same settings (a .socket's ListenDatagram=, a .service's
+        /* systemd's spelling of the same settings (a .socket's ListenDatagram=, ListenStream=, a .service's
          * TimeoutStartSec=, TimeoutStopSec=, KillSignal=), so a unit's values can be copied
          * over as they are. Each is the same field: the later line wins, as for one key. */
         { "Listen",   "ListenDatagram",       config_parse_datagram },
+        { "Listen",   "ListenStream",         config_parse_stream },
         { "Instance", "TimeoutStartSec",      config_parse_start_timeout },
         { "Instance", "TimeoutStopSec",       config_parse_drain_timeout },
         { "Instance", "KillSignal",           config_parse_drain_signal },

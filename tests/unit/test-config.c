@@ -774,14 +774,15 @@ END_TEST
 
 /* systemd's spellings set the same fields as grmd's own, and errors name the key as written. */
 START_TEST(test_parse_string_systemd_spelling) {
-        static const char *const listen2[] = { "udp:1.1.1.1:1", "udp:[::1]:2", NULL };
+        static const char *const listen2[] = { "udp:1.1.1.1:1", "udp:[::1]:2", "tcp:1.1.1.1:1", "tcp:[::1]:2", NULL };
         _cleanup_(config_done) Config c;
         _cleanup_free_ char *error = NULL;
 
         config_init(&c);
         ck_assert_int_eq(config_parse_string(S("[Instance]\nTimeoutStartSec=7s\nTimeoutStopSec=3min\n"
                                                "KillSignal=SIGINT\n"
-                                               "[Listen]\nListenDatagram=1.1.1.1:1\nDatagram=udp:[::1]:2\n"),
+                                               "[Listen]\nListenDatagram=1.1.1.1:1\nDatagram=udp:[::1]:2\n"
+                                               "ListenStream=1.1.1.1:1\nStream=tcp:[::1]:2\n"),
                                              "a", &c, NULL), 0);
         ck_assert_uint_eq(c.start_timeout_usec, SEC(7));
         ck_assert_uint_eq(c.drain_timeout_usec, SEC(180));
