@@ -30,6 +30,7 @@
 enum grm_dissector {
         GRM_DISSECTOR_NONE = 0, /* stateless: every packet to the working generation */
         GRM_DISSECTOR_FLOW = 1, /* flow table keyed by the remote address and port */
+        GRM_DISSECTOR_QUIC = 2, /* QUIC connection IDs (see below), else as flow */
         _GRM_DISSECTOR_MAX,
 };
 
@@ -101,4 +102,61 @@ struct grm_flow_value {
         __u64 last_seen_ns;     /* bpf_ktime_get_coarse_ns() of the last refresh */
         __u32 gen;              /* generation that owns the flow */
         __u32 index;            /* socket array index of the owning socket */
+};
+
+/*
+ * Dissector quic: the QUIC-LB plaintext connection ID (draft-ietf-quic-load-balancers) grm asks
+ * servers to issue (docs/QUIC.md is the contract for server authors):
+ *
+ *     octet 0             config id (3 high bits) | CID length - 1 (5 low bits)
+ *     octets 1..P         the prefix (QuicServerIdPrefix=, P = 0..8 octets), octet for octet
+ *     octets P+1..P+3     grm's server ID, 24 bits, big-endian:
+ *                             slot (4 bits) | socket (5 bits) | generation mod 2^15 (15 bits)
+ *     octets P+4..        at least 4 octets the server chooses; 8 to 20 octets in all
+ *
+ * "socket" is the socket's number within its generation and group (the group is the address the
+ * datagram arrived on). The generation bits tell a slot's current generation from the older
+ * generations that used the slot before it: a reused slot captures an older generation's IDs
+ * only when the two generation numbers are 2^15 apart (see docs/QUIC.md).
+ */
+#define GRM_QUIC_CID_MIN            8U
+#define GRM_QUIC_CID_MAX            20U
+#define GRM_QUIC_PREFIX_MAX         8U
+#define GRM_QUIC_GRM_OCTETS         3U
+#define GRM_QUIC_RANDOM_MIN         4U
+#define GRM_QUIC_CONFIG_IDS         8U      /* the 3-bit config id; 7 (0b111) is never grm's */
+#define GRM_QUIC_CONFIG_ID_UNROUTABLE 7U
+#define GRM_QUIC_SLOT_SHIFT         20U
+#define GRM_QUIC_SOCK_SHIFT         15U
+#define GRM_QUIC_SOCK_MASK          0x1fU
+#define GRM_QUIC_GEN_BITS           15U
+#define GRM_QUIC_GEN_MASK           0x7fffU
+
+/* QUIC versions the quic dissector parses long headers of. */
+#define GRM_QUIC_VERSION_1          0x00000001U /* RFC 9000 */
+#define GRM_QUIC_VERSION_2          0x6b3343cfU /* RFC 9369 */
+
+/* Clients pad every datagram that carries an Initial packet to at least this (RFC 9000 §14.1);
+ * only such datagrams create first-flight entries. */
+#define GRM_QUIC_INITIAL_MIN        1200U
+
+/* A first-flight entry (client-chosen DCID -> socket) is used for this long after the last
+ * Initial datagram that created or refreshed it. A handshake that takes longer than that falls
+ * back to the flow table. */
+#define GRM_QUIC_FIRST_FLIGHT_NS    (10ULL * 1000000000ULL)
+
+/* Value of the "quic_configs" array, indexed by config id: the prefix that CIDs with that config
+ * id carry. grmd writes the entry of the config id it gives each new generation; entry 7 is
+ * never active. */
+struct grm_quic_config {
+        __u32 active;           /* 0: CIDs with this config id are not grm's */
+        __u32 prefix_len;       /* 0..GRM_QUIC_PREFIX_MAX */
+        __u8 prefix[GRM_QUIC_PREFIX_MAX];
+};
+
+/* Key of the first-flight table: the client-chosen DCID of an Initial packet, per group. */
+struct grm_first_flight_key {
+        __u32 group;
+        __u32 len;              /* DCID length, GRM_QUIC_CID_MIN..GRM_QUIC_CID_MAX */
+        __u8 dcid[GRM_QUIC_CID_MAX]; /* octets past len are zero */
 };

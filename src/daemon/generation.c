@@ -242,7 +242,8 @@ static int resolve_user(const char *user, SpawnUser *ret) {
 static bool env_is_ours(const char *e) {
         static const char *const prefixes[] = {
                 "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "WATCHDOG_PID=",
-                "WATCHDOG_USEC=", "GRM_GENERATION=", "GRM_BIND_FDS=",
+                "WATCHDOG_USEC=", "GRM_GENERATION=", "GRM_BIND_FDS=", "GRM_QUIC_SERVER_IDS=",
+                "GRM_QUIC_CONFIG_ID=",
         };
         for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
                 if (strncmp(e, prefixes[i], strlen(prefixes[i])) == 0)
@@ -323,8 +324,34 @@ static bool program_is_static(const char *name) {
         return !interp && (eh.e_type == ET_EXEC || eh.e_type == ET_DYN);
 }
 
-static int build_environment(Manager *m, uint32_t gen, unsigned n_fds, unsigned per_group,
-                             bool intercept_bind, char ***ret) {
+/* GRM_QUIC_SERVER_IDS and GRM_QUIC_CONFIG_ID go to every instance, whatever the dissector: a
+ * server that builds its connection IDs from them under "flow" is routable at once when a later
+ * restart switches to "quic" (the dissector applies to every generation at the flip), and one
+ * that ignores them is steered by the flow table under "quic" too (docs/QUIC.md). */
+static int add_quic_environment(char ***env, const Config *config, unsigned slot, uint32_t gen,
+                                unsigned n_groups, unsigned per_group) {
+        _cleanup_free_ char *ids = NULL;
+        char *e;
+        int r;
+
+        r = quic_lb_server_ids_env(&config->quic_prefix, slot, gen, n_groups, per_group, &ids);
+        if (r < 0)
+                return r;
+        if (asprintf(&e, "GRM_QUIC_SERVER_IDS=%s", ids) < 0)
+                return -ENOMEM;
+        r = strv_extend(env, e);
+        free(e);
+        if (r < 0)
+                return r;
+        if (asprintf(&e, "GRM_QUIC_CONFIG_ID=%d", config->quic_config_id) < 0)
+                return -ENOMEM;
+        r = strv_extend(env, e);
+        free(e);
+        return r;
+}
+
+static int build_environment(Manager *m, uint32_t gen, unsigned slot, const Config *config,
+                             unsigned n_fds, unsigned per_group, bool intercept_bind, char ***ret) {
         _cleanup_strv_free_ char **env = NULL;
         _cleanup_free_ char *names = NULL;
         size_t names_len = 0;
@@ -379,6 +406,9 @@ static int build_environment(Manager *m, uint32_t gen, unsigned n_fds, unsigned 
                 return -ENOMEM;
         r = strv_extend(&env, e);
         free(e);
+        if (r < 0)
+                return r;
+        r = add_quic_environment(&env, config, slot, gen, m->n_groups, per_group);
         if (r < 0)
                 return r;
         /* LISTEN_PID is only known in the child: a placeholder it overwrites. */
@@ -516,7 +546,7 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                             config->command[0]);
                 g->bind_error = strdup("its program is statically linked: bind interception cannot reach it");
         }
-        r = build_environment(m, gen, g->n_fds, per_group, config->intercept_bind > 0, &env);
+        r = build_environment(m, gen, slot, config, g->n_fds, per_group, config->intercept_bind > 0, &env);
         if (r < 0) {
                 r = log_error_errno(r, "Failed to build the instance environment: %m");
                 goto fail;

@@ -26,10 +26,12 @@ static void help(void) {
                "     --listen tcp:ADDR:PORT        tcp: for a TCP listener\n"
                "  -C --control PATH                control socket (default $RUNTIME_DIRECTORY/grmd.sock)\n"
                "     --receive-buffer BYTES        SO_RCVBUF of every socket grmd opens (K, M, G)\n"
-               "     --dissector none|flow         how existing flows are recognised (default flow)\n"
+               "     --dissector none|flow|quic    how existing flows are recognised (default flow)\n"
                "     --sockets-per-generation N    sockets per address for each instance (default 1)\n"
                "     --flow-table-size N           flow table entries (default 65536)\n"
                "     --flow-timeout SEC            idle time after which a flow is new (default 125)\n"
+               "     --quic-server-id-prefix HEX   octets in front of grm's in QUIC server IDs (0-8)\n"
+               "     --quic-config-id N            QUIC-LB config id given to new instances (0-6)\n"
                "     --start-timeout SEC           time to READY=1 before rollback (default 90)\n"
                "     --drain-timeout SEC           time an old instance may drain (default 60)\n"
                "     --drain-signal SIG            signal that starts the drain (default SIGTERM)\n"
@@ -56,6 +58,8 @@ enum {
         ARG_EXEC_CHECK,
         ARG_USER,
         ARG_INTERCEPT_BIND,
+        ARG_QUIC_PREFIX,
+        ARG_QUIC_CONFIG_ID,
 };
 
 static int parse_argv(int argc, char *argv[], Manager *m) {
@@ -76,6 +80,8 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 { "exec-check", required_argument, NULL, ARG_EXEC_CHECK },
                 { "user", required_argument, NULL, ARG_USER },
                 { "intercept-bind", no_argument, NULL, ARG_INTERCEPT_BIND },
+                { "quic-server-id-prefix", required_argument, NULL, ARG_QUIC_PREFIX },
+                { "quic-config-id", required_argument, NULL, ARG_QUIC_CONFIG_ID },
                 {}
         };
         Config *c = &m->cli;
@@ -116,7 +122,7 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 case ARG_DISSECTOR:
                         r = dissector_from_string(optarg);
                         if (r < 0)
-                                return log_error_errno(r, "Invalid --dissector '%s' (none or flow).", optarg);
+                                return log_error_errno(r, "Invalid --dissector '%s' (none, flow or quic).", optarg);
                         c->dissector = r;
                         break;
                 case ARG_RECEIVE_BUFFER:
@@ -176,6 +182,18 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                         break;
                 case ARG_INTERCEPT_BIND:
                         c->intercept_bind = 1;
+                        break;
+                case ARG_QUIC_PREFIX:
+                        r = quic_lb_parse_prefix(optarg, &c->quic_prefix);
+                        if (r < 0)
+                                return log_error_errno(r, "Invalid --quic-server-id-prefix '%s' (0 to 8 octets in hex, two digits each).", optarg);
+                        c->quic_prefix_set = true;
+                        break;
+                case ARG_QUIC_CONFIG_ID:
+                        r = parse_unsigned(optarg, 0, QUIC_LB_CONFIG_ID_MAX, &u);
+                        if (r < 0)
+                                return log_error_errno(r, "Invalid --quic-config-id '%s' (0..%u).", optarg, QUIC_LB_CONFIG_ID_MAX);
+                        c->quic_config_id = (int) u;
                         break;
                 case '?':
                         return -EINVAL;

@@ -319,6 +319,7 @@ int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 static const char *const dissector_names[_GRM_DISSECTOR_MAX] = {
         [GRM_DISSECTOR_NONE] = "none",
         [GRM_DISSECTOR_FLOW] = "flow",
+        [GRM_DISSECTOR_QUIC] = "quic",
 };
 
 int dissector_from_string(const char *s) {
@@ -717,6 +718,7 @@ int parse_listen_address(const char *s, int *ret_type, struct sockaddr_storage *
 void config_init(Config *c) {
         *c = (Config) {
                 .dissector = -1,
+                .quic_config_id = -1,
                 .flow_timeout_usec = UINT64_MAX,
                 .start_timeout_usec = UINT64_MAX,
                 .drain_timeout_usec = UINT64_MAX,
@@ -799,6 +801,12 @@ int config_merge(Config *dst, const Config *src) {
                 dst->drain_signal = src->drain_signal;
         if (src->intercept_bind >= 0)
                 dst->intercept_bind = src->intercept_bind;
+        if (src->quic_prefix_set) {
+                dst->quic_prefix = src->quic_prefix;
+                dst->quic_prefix_set = true;
+        }
+        if (src->quic_config_id >= 0)
+                dst->quic_config_id = src->quic_config_id;
 
         return 0;
 }
@@ -820,6 +828,12 @@ void config_fill_defaults(Config *c) {
                 c->drain_signal = SIGTERM;
         if (c->intercept_bind < 0)
                 c->intercept_bind = 0;
+        if (!c->quic_prefix_set) {
+                c->quic_prefix = (QuicLbPrefix) {};
+                c->quic_prefix_set = true;
+        }
+        if (c->quic_config_id < 0)
+                c->quic_config_id = 0;
 }
 
 /* ---- checks shared by the file parser and config_validate() ---- */
@@ -924,6 +938,12 @@ int config_validate(const Config *c, char **ret_error) {
         if (!signal_to_name(c->drain_signal))
                 return set_error(ret_error, -EINVAL, "DrainSignal=%d is not a signal",
                                  c->drain_signal);
+        if (!c->quic_prefix_set || c->quic_prefix.len > GRM_QUIC_PREFIX_MAX)
+                return set_error(ret_error, -EINVAL, "QuicServerIdPrefix= not set or longer than %u octets",
+                                 GRM_QUIC_PREFIX_MAX);
+        if (c->quic_config_id < 0 || c->quic_config_id > (int) QUIC_LB_CONFIG_ID_MAX)
+                return set_error(ret_error, -EINVAL, "QuicConfigId=%d out of range 0..%u",
+                                 c->quic_config_id, QUIC_LB_CONFIG_ID_MAX);
 
         return 0;
 }
@@ -1011,10 +1031,40 @@ static int config_parse_dissector(Config *c, const char *value, const char **ret
         int d = dissector_from_string(value);
 
         if (d < 0) {
-                *ret_why = "expected \"none\" or \"flow\"";
+                *ret_why = "expected \"none\", \"flow\" or \"quic\"";
                 return -EINVAL;
         }
         c->dissector = d;
+        return 0;
+}
+
+/* An empty value is the empty prefix (the default), not "unset": it overrides a command line
+ * merged under it like any other value. */
+static int config_parse_quic_prefix(Config *c, const char *value, const char **ret_why) {
+        QuicLbPrefix p;
+        int r = quic_lb_parse_prefix(value, &p);
+
+        if (r == -E2BIG) {
+                *ret_why = "longer than 8 octets (16 hex digits)";
+                return -EINVAL;
+        }
+        if (r < 0) {
+                *ret_why = "expected hex digits, two per octet (for example \"c0a8\"), or nothing";
+                return -EINVAL;
+        }
+        c->quic_prefix = p;
+        c->quic_prefix_set = true;
+        return 0;
+}
+
+static int config_parse_quic_config_id(Config *c, const char *value, const char **ret_why) {
+        uint64_t n;
+
+        if (parse_unsigned(value, 0, QUIC_LB_CONFIG_ID_MAX, &n) < 0) {
+                *ret_why = "expected an integer in 0..6 (7 is QUIC-LB's unroutable config id)";
+                return -EINVAL;
+        }
+        c->quic_config_id = (int) n;
         return 0;
 }
 
@@ -1198,6 +1248,8 @@ static const struct {
         { "Steering", "SocketsPerGeneration", config_parse_sockets },
         { "Steering", "FlowTableSize",        config_parse_flow_table_size },
         { "Steering", "FlowTimeoutSec",       config_parse_flow_timeout },
+        { "Steering", "QuicServerIdPrefix",   config_parse_quic_prefix },
+        { "Steering", "QuicConfigId",         config_parse_quic_config_id },
         { "Instance", "ExecStart",            config_parse_exec_start },
         { "Instance", "ExecCheck",            config_parse_exec_check },
         { "Instance", "User",                 config_parse_user },

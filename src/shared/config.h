@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "quic-lb.h"
+
 #define CONFIG_LINE_MAX       4096U     /* longer lines are an error */
 #define CONFIG_FILE_MAX       (1U << 20) /* larger files are an error */
 #define CONFIG_LISTEN_MAX     32U       /* = GRM_MAX_GROUPS */
@@ -41,6 +43,9 @@ typedef struct Config {
         uint64_t receive_buffer;        /* SO_RCVBUF of the sockets grmd opens, bytes; 0 = unset */
         unsigned flow_table_size;       /* 0 = unset */
         uint64_t flow_timeout_usec;     /* UINT64_MAX = unset */
+        QuicLbPrefix quic_prefix;       /* QuicServerIdPrefix=; valid if quic_prefix_set */
+        bool quic_prefix_set;
+        int quic_config_id;             /* QuicConfigId=, 0..6; -1 = unset */
         uint64_t start_timeout_usec;    /* UINT64_MAX = unset */
         uint64_t drain_timeout_usec;    /* UINT64_MAX = unset */
         int drain_signal;               /* 0 = unset */
@@ -104,7 +109,7 @@ int parse_sec(const char *s, uint64_t *ret_usec);
  * -EINVAL otherwise. */
 int parse_boolean(const char *s);
 
-/* "none" / "flow" -> enum grm_dissector; -EINVAL otherwise. */
+/* "none" / "flow" / "quic" -> enum grm_dissector; -EINVAL otherwise. */
 int dissector_from_string(const char *s);
 const char *dissector_to_string(int d);
 

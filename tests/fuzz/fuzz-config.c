@@ -54,7 +54,10 @@ static bool configs_equal(const Config *a, const Config *b) {
                a->flow_timeout_usec == b->flow_timeout_usec &&
                a->start_timeout_usec == b->start_timeout_usec &&
                a->drain_timeout_usec == b->drain_timeout_usec &&
-               a->drain_signal == b->drain_signal && strv_equal(a->exec_check, b->exec_check) &&
+               a->drain_signal == b->drain_signal && a->quic_prefix_set == b->quic_prefix_set &&
+               (!a->quic_prefix_set || (a->quic_prefix.len == b->quic_prefix.len &&
+                                        memcmp(a->quic_prefix.bytes, b->quic_prefix.bytes, a->quic_prefix.len) == 0)) &&
+               a->quic_config_id == b->quic_config_id && strv_equal(a->exec_check, b->exec_check) &&
                streq_ptr(a->user, b->user) && strv_equal(a->command, b->command);
 }
 
@@ -106,7 +109,11 @@ static void check_ranges(const Config *c) {
         if (c->control_path)
                 check(c->control_path[0] == '/', "relative control socket \"%s\"",
                       c->control_path);
-        check(c->dissector >= -1 && c->dissector <= 1, "dissector %d", c->dissector);
+        check(c->dissector >= -1 && c->dissector < (int) _GRM_DISSECTOR_MAX, "dissector %d", c->dissector);
+        if (c->quic_prefix_set)
+                check(c->quic_prefix.len <= GRM_QUIC_PREFIX_MAX, "prefix of %u octets", c->quic_prefix.len);
+        check(c->quic_config_id >= -1 && c->quic_config_id <= (int) QUIC_LB_CONFIG_ID_MAX, "config id %d",
+              c->quic_config_id);
         check(c->drain_signal >= 0, "drain signal %d", c->drain_signal);
 }
 

@@ -1,10 +1,11 @@
 #!/bin/bash
 # What an instance gets: LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES for several addresses and
-# several sockets each, NOTIFY_SOCKET, GRM_GENERATION, the configured user, no capabilities.
+# several sockets each, NOTIFY_SOCKET, GRM_GENERATION, GRM_QUIC_SERVER_IDS and GRM_QUIC_CONFIG_ID,
+# the configured user, no capabilities.
 . "$(dirname "$0")/lib.sh"
 
 start_grmd --listen udp:127.0.0.1:9000 --listen 'udp:[::1]:9001' --sockets-per-generation 2 \
-        --user nobody -- "$GRM_ECHO"
+        --user nobody --quic-server-id-prefix C0A8 --quic-config-id 3 -- "$GRM_ECHO"
 pid=$(generation_field 1 pid)
 env_of() { tr '\0' '\n' </proc/"$pid"/environ | sed -n "s/^$1=//p"; }
 [ "$(env_of LISTEN_FDS)" = 4 ] || fail "LISTEN_FDS=$(env_of LISTEN_FDS)"
@@ -12,6 +13,11 @@ env_of() { tr '\0' '\n' </proc/"$pid"/environ | sed -n "s/^$1=//p"; }
 [ "$(env_of LISTEN_FDNAMES)" = "grm:grm:grm:grm" ] || fail "LISTEN_FDNAMES=$(env_of LISTEN_FDNAMES)"
 [ "$(env_of GRM_GENERATION)" = 1 ] || fail "GRM_GENERATION=$(env_of GRM_GENERATION)"
 env_of NOTIFY_SOCKET | grep -q '^@' || fail "NOTIFY_SOCKET=$(env_of NOTIFY_SOCKET)"
+# Generation 1 is in slot 0: per socket the prefix, then slot 0 | socket k | generation 1, in
+# LISTEN_FDS order (address-major; socket k of either address has the same server ID).
+[ "$(env_of GRM_QUIC_SERVER_IDS)" = "c0a8000001:c0a8008001:c0a8000001:c0a8008001" ] ||
+        fail "GRM_QUIC_SERVER_IDS=$(env_of GRM_QUIC_SERVER_IDS)"
+[ "$(env_of GRM_QUIC_CONFIG_ID)" = 3 ] || fail "GRM_QUIC_CONFIG_ID=$(env_of GRM_QUIC_CONFIG_ID)"
 uid=$(awk '/^Uid:/ { print $2 }' /proc/"$pid"/status)
 [ "$uid" = "$(id -u nobody)" ] || fail "instance runs as uid $uid"
 grep -q '^CapEff:\s*0000000000000000' /proc/"$pid"/status || fail "instance has capabilities: $(grep Cap /proc/$pid/status)"

@@ -294,7 +294,8 @@ END_TEST
 START_TEST(test_dissector_from_string) {
         ck_assert_int_eq(dissector_from_string("none"), GRM_DISSECTOR_NONE);
         ck_assert_int_eq(dissector_from_string("flow"), GRM_DISSECTOR_FLOW);
-        ck_assert_int_eq(dissector_from_string("quic"), -EINVAL);
+        ck_assert_int_eq(dissector_from_string("quic"), GRM_DISSECTOR_QUIC);
+        ck_assert_int_eq(dissector_from_string("QUIC"), -EINVAL);
         ck_assert_int_eq(dissector_from_string("Flow"), -EINVAL);
         ck_assert_int_eq(dissector_from_string("flow "), -EINVAL);
         ck_assert_int_eq(dissector_from_string(""), -EINVAL);
@@ -305,6 +306,7 @@ END_TEST
 START_TEST(test_dissector_to_string) {
         ck_assert_str_eq(dissector_to_string(GRM_DISSECTOR_NONE), "none");
         ck_assert_str_eq(dissector_to_string(GRM_DISSECTOR_FLOW), "flow");
+        ck_assert_str_eq(dissector_to_string(GRM_DISSECTOR_QUIC), "quic");
         ck_assert_ptr_null(dissector_to_string(_GRM_DISSECTOR_MAX));
         ck_assert_ptr_null(dissector_to_string(-1));
 }
@@ -607,6 +609,8 @@ static void assert_unset(const Config *c) {
         ck_assert_uint_eq(c->start_timeout_usec, UINT64_MAX);
         ck_assert_uint_eq(c->drain_timeout_usec, UINT64_MAX);
         ck_assert_int_eq(c->drain_signal, 0);
+        ck_assert(!c->quic_prefix_set);
+        ck_assert_int_eq(c->quic_config_id, -1);
         ck_assert_int_eq(c->intercept_bind, -1);
         ck_assert_ptr_null(c->exec_check);
         ck_assert_ptr_null(c->user);
@@ -647,6 +651,8 @@ static const char full_config[] =
         "SocketsPerGeneration=4\n"
         "FlowTableSize=1024\n"
         "FlowTimeoutSec=2min\n"
+        "QuicServerIdPrefix=C0a80102\n"
+        "QuicConfigId=6\n"
         "\n"
         "[Instance]\n"
         "ExecStart=/usr/bin/grm-echo --port \"9 000\" \\\n"
@@ -689,6 +695,10 @@ START_TEST(test_parse_string_full) {
         ck_assert_uint_eq(c.sockets_per_generation, 4);
         ck_assert_uint_eq(c.flow_table_size, 1024);
         ck_assert_uint_eq(c.flow_timeout_usec, SEC(120));
+        ck_assert(c.quic_prefix_set);
+        ck_assert_uint_eq(c.quic_prefix.len, 4);
+        ck_assert_mem_eq(c.quic_prefix.bytes, "\xc0\xa8\x01\x02", 4);
+        ck_assert_int_eq(c.quic_config_id, 6);
         assert_strv(c.command, command_expect);
         assert_strv(c.exec_check, check_expect);
         ck_assert_str_eq(c.user, "nobody");
@@ -921,7 +931,18 @@ static const struct {
         { S("[Listen]\nStream=1.2.3.4:0\n"),            -EINVAL, "Invalid Stream=1.2.3.4:0" },
         { S("[Listen]\nStream=[::1]\n"),                -EINVAL, "Invalid Stream=" },
         { S("[Listen]\nDatagram=localhost:53\n"),       -EINVAL, "Invalid Datagram=" },
-        { S("[Steering]\nDissector=quic\n"),            -EINVAL, "Invalid Dissector=quic" },
+        { S("[Steering]\nDissector=QUIC\n"),            -EINVAL, "Invalid Dissector=QUIC" },
+        { S("[Steering]\nQuicServerIdPrefix=abc\n"),    -EINVAL, "Invalid QuicServerIdPrefix=abc: expected hex digits" },
+        { S("[Steering]\nQuicServerIdPrefix=0x12\n"),   -EINVAL, "Invalid QuicServerIdPrefix=0x12" },
+        { S("[Steering]\nQuicServerIdPrefix=12 34\n"),  -EINVAL, "Invalid QuicServerIdPrefix" },
+        { S("[Steering]\nQuicServerIdPrefix=12:34\n"),  -EINVAL, "Invalid QuicServerIdPrefix" },
+        { S("[Steering]\nQuicServerIdPrefix=gg\n"),     -EINVAL, "Invalid QuicServerIdPrefix" },
+        { S("[Steering]\nQuicServerIdPrefix=001122334455667788\n"), -EINVAL, "longer than 8 octets" },
+        { S("[Steering]\nQuicConfigId=7\n"),            -EINVAL, "Invalid QuicConfigId=7: expected an integer in 0..6" },
+        { S("[Steering]\nQuicConfigId=-1\n"),           -EINVAL, "Invalid QuicConfigId" },
+        { S("[Steering]\nQuicConfigId=\n"),             -EINVAL, "Invalid QuicConfigId" },
+        { S("[Steering]\nQuicConfigId=0x1\n"),          -EINVAL, "Invalid QuicConfigId" },
+        { S("[Instance]\nQuicConfigId=1\n"),            -EINVAL, "Unknown key QuicConfigId= in section [Instance]" },
         { S("[Steering]\nDissector=\n"),                -EINVAL, "Invalid Dissector=" },
         { S("[Steering]\nSocketsPerGeneration=0\n"),    -EINVAL, "Invalid SocketsPerGeneration=0" },
         { S("[Steering]\nSocketsPerGeneration=33\n"),   -EINVAL, "Invalid SocketsPerGeneration=33" },
@@ -1241,6 +1262,25 @@ START_TEST(test_merge) {
         ck_assert_str_eq(dst.user, "src");
         ck_assert_str_eq(dst.listen[0], "udp:2.2.2.2:2");
 
+        /* The QUIC keys: a set prefix (even the empty one) and config id 0 count as set. */
+        ck_assert_int_eq(config_parse_string(S("[Steering]\nQuicServerIdPrefix=ab\nQuicConfigId=3\n"),
+                                             "s", &src, NULL), 0);
+        ck_assert_int_eq(config_merge(&dst, &src), 0);
+        ck_assert_uint_eq(dst.quic_prefix.len, 1);
+        ck_assert_uint_eq(dst.quic_prefix.bytes[0], 0xab);
+        ck_assert_int_eq(dst.quic_config_id, 3);
+        config_done(&src);
+        ck_assert_int_eq(config_merge(&dst, &src), 0); /* unset: kept */
+        ck_assert_uint_eq(dst.quic_prefix.len, 1);
+        ck_assert_int_eq(dst.quic_config_id, 3);
+        ck_assert_int_eq(config_parse_string(S("[Steering]\nQuicServerIdPrefix=\nQuicConfigId=0\n"),
+                                             "s", &src, NULL), 0);
+        ck_assert(src.quic_prefix_set);
+        ck_assert_int_eq(config_merge(&dst, &src), 0);
+        ck_assert_uint_eq(dst.quic_prefix.len, 0);
+        ck_assert_int_eq(dst.quic_config_id, 0);
+        config_done(&src);
+
         /* dissector "none" (0) counts as set. */
         ck_assert_int_eq(config_parse_string(S("[Steering]\nDissector=none\n"), "s", &src, NULL), 0);
         ck_assert_int_eq(config_merge(&dst, &src), 0);
@@ -1275,8 +1315,14 @@ START_TEST(test_fill_defaults) {
         ck_assert_int_eq(config_parse_string(S("[Steering]\nDissector=none\nSocketsPerGeneration=3\n"
                                                "FlowTableSize=4096\nFlowTimeoutSec=1\n"
                                                "[Instance]\nStartTimeoutSec=2\nDrainTimeoutSec=3\n"
-                                               "DrainSignal=USR2\n"), "t", &c, NULL), 0);
+                                               "DrainSignal=USR2\n[Steering]\nDissector=quic\n"
+                                               "QuicServerIdPrefix=ffffffffffffffff\nQuicConfigId=6\n"),
+                                             "t", &c, NULL), 0);
         config_fill_defaults(&c);
+        ck_assert_int_eq(c.dissector, GRM_DISSECTOR_QUIC);
+        ck_assert_uint_eq(c.quic_prefix.len, 8);
+        ck_assert_int_eq(c.quic_config_id, 6);
+        c.dissector = GRM_DISSECTOR_NONE;
         ck_assert_int_eq(c.dissector, GRM_DISSECTOR_NONE);
         ck_assert_uint_eq(c.sockets_per_generation, 3);
         ck_assert_uint_eq(c.flow_table_size, 4096);
@@ -1405,6 +1451,19 @@ START_TEST(test_validate_bad) {
         valid_config(&c);
         c.dissector = _GRM_DISSECTOR_MAX;
         expect_invalid(&c, "Dissector=");
+
+        valid_config(&c);
+        c.quic_config_id = 7;
+        expect_invalid(&c, "QuicConfigId=7");
+        valid_config(&c);
+        c.quic_config_id = -1;
+        expect_invalid(&c, "QuicConfigId=");
+        valid_config(&c);
+        c.quic_prefix_set = false;
+        expect_invalid(&c, "QuicServerIdPrefix=");
+        valid_config(&c);
+        c.quic_prefix.len = GRM_QUIC_PREFIX_MAX + 1;
+        expect_invalid(&c, "QuicServerIdPrefix=");
 
         valid_config(&c);
         c.sockets_per_generation = 0;
