@@ -63,6 +63,17 @@ enum grm_stat {
         GRM_STAT_TCP_MIGRATE_KERNEL, /* no generation listens: left to the kernel's choice among
                                       * the group's listeners (never reset by us) */
         GRM_STAT_TCP_ERR_CONFIG,   /* config map unreadable (cannot happen): the kernel's choice */
+        /* Dissector quic of the UDP program (docs/QUIC.md). Datagrams it hands to the flow
+         * table (connection IDs that are not grm's, Initial datagrams under 1,200 bytes, ...)
+         * get the flow table's verdicts above. */
+        GRM_STAT_QUIC_CID_LIVE,    /* grm's connection ID of a live generation and socket: sent to it */
+        GRM_STAT_QUIC_CID_STALE,   /* grm's connection ID, generation or socket gone: as new, no entry */
+        GRM_STAT_QUIC_FIRST_FLIGHT_EXISTING, /* Initial/0-RTT, client's DCID known: where it went before */
+        GRM_STAT_QUIC_FIRST_FLIGHT_CREATED,  /* Initial >= 1,200 bytes, new client DCID: placed, entry made */
+        GRM_STAT_QUIC_VERSION_NEGOTIATION,   /* version 0: as new, no entry */
+        GRM_STAT_QUIC_UNKNOWN_VERSION,       /* a version other than 1 and 2: as new, no entry */
+        GRM_STAT_QUIC_MALFORMED,   /* truncated or impossible header: as new, no entry */
+        GRM_STAT_ERR_FIRST_FLIGHT_UPDATE,    /* first-flight entry could not be written: placed anyway */
         _GRM_STAT_MAX,
 };
 
@@ -147,11 +158,13 @@ struct grm_flow_value {
 
 /* Value of the "quic_configs" array, indexed by config id: the prefix that CIDs with that config
  * id carry. grmd writes the entry of the config id it gives each new generation; entry 7 is
- * never active. */
+ * never active. The prefix is kept as a number so that the program compares it in one step:
+ * the octets big-endian and left-aligned (octet 0 in bits 63..56), the rest zero. */
 struct grm_quic_config {
         __u32 active;           /* 0: CIDs with this config id are not grm's */
-        __u32 prefix_len;       /* 0..GRM_QUIC_PREFIX_MAX */
-        __u8 prefix[GRM_QUIC_PREFIX_MAX];
+        __u32 prefix_len;       /* octets, 0..GRM_QUIC_PREFIX_MAX */
+        __u64 prefix;           /* the octets as described above */
+        __u64 prefix_mask;      /* ones over the prefix's octets */
 };
 
 /* Key of the first-flight table: the client-chosen DCID of an Initial packet, per group. */

@@ -67,3 +67,23 @@ struct {
         __type(key, __u32);
         __type(value, struct grm_slot_tcp);
 } slot_tcp SEC(".maps");
+
+/* Dissector quic: the prefix of each QUIC-LB config id grm gave out. Written by grmd. */
+struct {
+        __uint(type, BPF_MAP_TYPE_ARRAY);
+        __uint(max_entries, GRM_QUIC_CONFIG_IDS);
+        __type(key, __u32);
+        __type(value, struct grm_quic_config);
+} quic_configs SEC(".maps");
+
+/* Dissector quic: the first flight of each handshake, client-chosen DCID (per group) -> the
+ * socket its first Initial went to, so that every Initial and 0-RTT datagram of the handshake
+ * reaches the same generation even if the client's port changes. Written by the UDP program, only
+ * for Initial datagrams of at least GRM_QUIC_INITIAL_MIN bytes; entries live
+ * GRM_QUIC_FIRST_FLIGHT_NS. grmd sizes it before load. LRU, so old handshakes make room. */
+struct {
+        __uint(type, BPF_MAP_TYPE_LRU_HASH);
+        __uint(max_entries, 16384);
+        __type(key, struct grm_first_flight_key);
+        __type(value, struct grm_flow_value);
+} first_flights SEC(".maps");

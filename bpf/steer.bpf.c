@@ -98,11 +98,16 @@ static __always_inline int read_remote(struct sk_reuseport_md *ctx, struct grm_f
  * (the working generation crashed; its replacement is not started yet), so that a healthy older
  * generation keeps serving. A failed selection leaves the previous choice in place, and a slot is
  * only tried if it is newer than the best one so far, so the last successful call is the newest.
- * Returns the chosen slot, or GRM_SLOT_NONE. */
-static __always_inline __u32 select_newest_live(struct sk_reuseport_md *ctx, __u32 *ret_gen,
-                                                __u32 *ret_index) {
-        __u32 best = GRM_SLOT_NONE, best_gen = 0;
+ * Returns the generation << 32 | the socket array index << 8 | the slot, or GRM_SLOT_NONE's low
+ * byte (0xff) in the slot byte when nothing is live.
+ *
+ * A global (not inlined) function: the verifier checks it once on its own, instead of walking
+ * its 16 iterations again for every path of the dissectors that leads to it. */
+__attribute__((noinline)) __u64 select_newest_live(struct sk_reuseport_md *ctx) {
+        __u32 best = 0xff, best_gen = 0, best_index = 0;
 
+        if (!ctx)
+                return 0xff;
         for (__u32 slot = 0; slot < GRM_GEN_SLOTS; slot++) {
                 /* A copy for the helpers: the loop counter itself stays out of the stack, where
                  * the verifier could not tell one iteration from the next. */
@@ -114,100 +119,364 @@ static __always_inline __u32 select_newest_live(struct sk_reuseport_md *ctx, __u
                 if (select_in_slot(ctx, slot, &index) == 0) {
                         best = slot;
                         best_gen = s->gen;
-                        *ret_index = index;
+                        best_index = index;
                 }
         }
-        *ret_gen = best_gen;
-        return best;
+        return (__u64) best_gen << 32 | (__u64) (best_index & 0xffffff) << 8 | best;
+}
+
+/* Where a datagram goes: the slot and socket array index chosen (the last successful
+ * bpf_sk_select_reuseport() of the run), and the generation that then owns it. slot is
+ * GRM_SLOT_NONE when the datagram is dropped. */
+struct choice {
+        __u32 slot;
+        __u32 index;
+        __u32 gen;
+};
+
+/* What a dissector decided. The program has one place for each step that follows (the flow
+ * table, placing a new flow), so that the verifier sees each once. */
+enum intent {
+        INTENT_DONE,         /* placed (choice filled), count verdict */
+        INTENT_NEW_NO_ENTRY, /* where new flows go, count verdict, no entry */
+        INTENT_FLOW,         /* the flow table's rules */
+        INTENT_STALE,        /* grm's CID of a gone generation: a live flow entry keeps its
+                              * socket, else as INTENT_NEW_NO_ENTRY (verdict quic_cid_stale);
+                              * never creates an entry */
+};
+
+struct decision {
+        enum intent intent;
+        enum grm_stat verdict;
+        int first_flight;    /* INTENT_FLOW from an Initial: record the client's DCID too */
+        struct grm_first_flight_key ff_key;
+};
+
+/*
+ * Dissector quic. The datagram is read once into an 8-aligned buffer placed so that octet 1 of
+ * the connection ID falls on buf.q[1]: octets 1..8 and 9..16 of the CID are then two aligned
+ * 64-bit words (the verifier wants aligned stack access, and the prefix and grm's 3 octets come
+ * out of them with shifts and one compare). A short header's CID starts at octet 1 of the UDP
+ * payload, a long header's at octet 6, so the read starts 7 octets before the CID, in the UDP
+ * header for a short one; the octets before the CID are the header's own.
+ */
+#define UDP_HEADER      8U
+#define SHORT_CID_AT    1U                  /* a short header's DCID: UDP payload octet 1 */
+#define LONG_CID_AT     6U                  /* a long header's: after type, version, length */
+#define QUIC_BUF        32U
+#define QUIC_SHORT_READ 24U
+/* No 1-RTT packet is shorter: header protection samples 16 octets starting 4 octets after the
+ * packet number, which follows the 1-octet header and the CID (RFC 9001 §5.4.2). */
+#define QUIC_SHORT_MIN  21U
+/* A long header the dissector reads: QUIC_BUF octets from payload octet -1. */
+#define QUIC_LONG_MIN   (QUIC_BUF - 1)
+
+enum quic_type { QUIC_INITIAL, QUIC_0RTT, QUIC_HANDSHAKE, QUIC_RETRY };
+
+union quic_buf {
+        __u8 b[QUIC_BUF];
+        __u64 q[QUIC_BUF / 8];
+};
+
+/* buf.b[7] is CID octet 0, buf.q[1] and buf.q[2] its octets 1..16. Decodes grm's shape (see
+ * steer-api.h; src/shared/quic-lb.c has the same rules in C): returns 1 with the slot, socket
+ * and generation bits, or 0 if the CID is not grm's. wire_len: a long header's DCID length
+ * octet, which must agree; 0 for a short header. */
+static __always_inline int quic_decode_cid(const union quic_buf *buf, __u32 wire_len, __u32 *ret_slot,
+                                           __u32 *ret_sock, __u32 *ret_gen_bits) {
+        __u32 octet0 = buf->b[7], config_id = octet0 >> 5, length = (octet0 & 0x1f) + 1, plen, id;
+        struct grm_quic_config *qc;
+        __u64 w, x, t;
+
+        if (config_id == GRM_QUIC_CONFIG_ID_UNROUTABLE)
+                return 0;
+        if (length < GRM_QUIC_CID_MIN || length > GRM_QUIC_CID_MAX)
+                return 0;
+        if (wire_len != 0 && wire_len != length)
+                return 0;
+        qc = bpf_map_lookup_elem(&quic_configs, &config_id);
+        if (!qc || !qc->active)
+                return 0;
+        plen = qc->prefix_len;
+        if (plen > GRM_QUIC_PREFIX_MAX || length < 1 + plen + GRM_QUIC_GRM_OCTETS + GRM_QUIC_RANDOM_MIN)
+                return 0;
+        w = bpf_be64_to_cpu(buf->q[1]);
+        if ((w & qc->prefix_mask) != qc->prefix)
+                return 0;
+        /* The 128-bit CID octets 1..16 shifted left by the prefix: grm's 3 octets on top. Two
+         * shifts of 4 * plen each, because a shift by 64 is not 0 in BPF. */
+        x = bpf_be64_to_cpu(buf->q[2]);
+        t = ((w << (plen * 4)) << (plen * 4)) | ((x >> (32 - plen * 4)) >> (32 - plen * 4));
+        id = (__u32) (t >> 40);
+        *ret_slot = id >> GRM_QUIC_SLOT_SHIFT;
+        *ret_sock = (id >> GRM_QUIC_SOCK_SHIFT) & GRM_QUIC_SOCK_MASK;
+        *ret_gen_bits = id & GRM_QUIC_GEN_MASK;
+        return 1;
+}
+
+/* A decoded CID: its socket if the slot holds that generation and the socket is open (returns
+ * 1), else 0. */
+static __always_inline int quic_select_cid(struct sk_reuseport_md *ctx, struct choice *c, __u32 slot,
+                                           __u32 sock, __u32 gen_bits) {
+        struct grm_slot *s;
+        __u32 index;
+
+        if (slot >= GRM_GEN_SLOTS)
+                return 0;
+        s = bpf_map_lookup_elem(&slots, &slot);
+        if (!s || s->gen == 0 || (s->gen & GRM_QUIC_GEN_MASK) != gen_bits || sock >= s->nsocks)
+                return 0;
+        index = sock_index(slot, sock);
+        if (bpf_sk_select_reuseport(ctx, &sockets, &index, 0) < 0)
+                return 0;
+        c->slot = slot;
+        c->index = index;
+        c->gen = s->gen;
+        return 1;
+}
+
+static __always_inline void decide(struct decision *d, enum intent intent, enum grm_stat verdict) {
+        d->intent = intent;
+        d->verdict = verdict;
+}
+
+/* The client's first flight: an Initial or 0-RTT datagram whose DCID the client chose. A known
+ * DCID goes where its first Initial went; otherwise the flow table decides, and an Initial of
+ * at least GRM_QUIC_INITIAL_MIN bytes records the DCID. */
+static __always_inline void quic_first_flight(struct sk_reuseport_md *ctx, struct choice *c, struct decision *d,
+                                              const union quic_buf *buf, __u32 dcid_len, int fills) {
+        struct grm_flow_value *entry;
+        __u64 now;
+
+        d->ff_key.group = group_id;
+        d->ff_key.len = dcid_len;
+        /* The DCID is buf.b[7 .. 7 + dcid_len); octets past it stay zero in the key. */
+#pragma unroll
+        for (__u32 i = 0; i < GRM_QUIC_CID_MAX; i++)
+                d->ff_key.dcid[i] = i < dcid_len ? buf->b[7 + i] : 0;
+
+        entry = bpf_map_lookup_elem(&first_flights, &d->ff_key);
+        if (entry) {
+                __u32 owner = entry->index;
+                __u32 slot = (owner / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
+                __u64 last = entry->last_seen_ns;
+                struct grm_slot *s = bpf_map_lookup_elem(&slots, &slot);
+
+                now = bpf_ktime_get_coarse_ns();
+                if (!(now > last && now - last > GRM_QUIC_FIRST_FLIGHT_NS) && s && s->gen == entry->gen &&
+                    bpf_sk_select_reuseport(ctx, &sockets, &owner, 0) == 0) {
+                        /* Only Initial datagrams feed the table, refreshes included. */
+                        if (fills && now > last && now - last >= GRM_FLOW_TOUCH_NS)
+                                entry->last_seen_ns = now;
+                        c->slot = slot;
+                        c->index = owner;
+                        c->gen = entry->gen;
+                        decide(d, INTENT_DONE, GRM_STAT_QUIC_FIRST_FLIGHT_EXISTING);
+                        return;
+                }
+        }
+        d->first_flight = fills;
+        decide(d, INTENT_FLOW, GRM_STAT_FLOW_CREATED);
+}
+
+static __always_inline void quic_dissect(struct sk_reuseport_md *ctx, struct choice *c, struct decision *d) {
+        union quic_buf buf;
+        __u32 payload, slot = 0, sock = 0, gen_bits = 0, version, dcid_len, scid_len, type;
+        __u8 scid_len_octet;
+        int grm;
+
+        if (ctx->len < UDP_HEADER + QUIC_SHORT_MIN)
+                return decide(d, INTENT_NEW_NO_ENTRY, GRM_STAT_QUIC_MALFORMED);
+        payload = ctx->len - UDP_HEADER;
+
+        /* Short header (the hot path): one read, two array lookups, a select. */
+        if (bpf_skb_load_bytes(ctx, UDP_HEADER + SHORT_CID_AT - 7, &buf, QUIC_SHORT_READ) < 0)
+                return decide(d, INTENT_NEW_NO_ENTRY, GRM_STAT_QUIC_MALFORMED);
+        if (!(buf.b[6] & 0x80)) {
+                /* The CID length is not on the wire; payload >= 21 holds any CID of 20. */
+                if (!quic_decode_cid(&buf, 0, &slot, &sock, &gen_bits))
+                        return decide(d, INTENT_FLOW, GRM_STAT_FLOW_CREATED);
+                if (quic_select_cid(ctx, c, slot, sock, gen_bits))
+                        return decide(d, INTENT_DONE, GRM_STAT_QUIC_CID_LIVE);
+                return decide(d, INTENT_STALE, GRM_STAT_QUIC_CID_STALE);
+        }
+
+        /* Long header: type, version, DCID length, DCID, SCID length, SCID. */
+        if (payload < QUIC_LONG_MIN)
+                return decide(d, INTENT_NEW_NO_ENTRY, GRM_STAT_QUIC_MALFORMED);
+        if (bpf_skb_load_bytes(ctx, UDP_HEADER + LONG_CID_AT - 7, &buf, QUIC_BUF) < 0)
+                return decide(d, INTENT_NEW_NO_ENTRY, GRM_STAT_QUIC_MALFORMED);
+        version = (__u32) buf.b[2] << 24 | (__u32) buf.b[3] << 16 | (__u32) buf.b[4] << 8 | buf.b[5];
+        if (version == 0)
+                return decide(d, INTENT_NEW_NO_ENTRY, GRM_STAT_QUIC_VERSION_NEGOTIATION);
+        if (version != GRM_QUIC_VERSION_1 && version != GRM_QUIC_VERSION_2)
+                return decide(d, INTENT_NEW_NO_ENTRY, GRM_STAT_QUIC_UNKNOWN_VERSION);
+        dcid_len = buf.b[6];
+        if (dcid_len > GRM_QUIC_CID_MAX || 7 + dcid_len > payload)
+                return decide(d, INTENT_NEW_NO_ENTRY, GRM_STAT_QUIC_MALFORMED);
+        if (bpf_skb_load_bytes(ctx, UDP_HEADER + LONG_CID_AT + dcid_len, &scid_len_octet, 1) < 0)
+                return decide(d, INTENT_NEW_NO_ENTRY, GRM_STAT_QUIC_MALFORMED);
+        scid_len = scid_len_octet;
+        if (scid_len > GRM_QUIC_CID_MAX || 7 + dcid_len + scid_len > payload)
+                return decide(d, INTENT_NEW_NO_ENTRY, GRM_STAT_QUIC_MALFORMED);
+
+        /* RFC 9369 §3.2: version 2 numbers the long header types one up. */
+        type = (buf.b[1] >> 4) & 3;
+        if (version == GRM_QUIC_VERSION_2)
+                type = (type + 3) & 3;
+        if (type == QUIC_RETRY) /* only servers send Retry */
+                return decide(d, INTENT_NEW_NO_ENTRY, GRM_STAT_QUIC_MALFORMED);
+
+        grm = dcid_len >= GRM_QUIC_CID_MIN && quic_decode_cid(&buf, dcid_len, &slot, &sock, &gen_bits);
+        if (grm && quic_select_cid(ctx, c, slot, sock, gen_bits))
+                return decide(d, INTENT_DONE, GRM_STAT_QUIC_CID_LIVE);
+        if (type == QUIC_HANDSHAKE) {
+                /* The DCID is the server's. */
+                if (grm)
+                        return decide(d, INTENT_STALE, GRM_STAT_QUIC_CID_STALE);
+                return decide(d, INTENT_FLOW, GRM_STAT_FLOW_CREATED);
+        }
+
+        /* Initial or 0-RTT: the DCID is the client's (or, after a Retry, the server's, which
+         * was handled above while its generation lives). A random client DCID has grm's shape
+         * as often as not, so a gone generation here means nothing. Clients choose at least 8
+         * octets (RFC 9000 §7.2). */
+        if (dcid_len < GRM_QUIC_CID_MIN)
+                return decide(d, INTENT_FLOW, GRM_STAT_FLOW_CREATED);
+        quic_first_flight(ctx, c, d, &buf, dcid_len, type == QUIC_INITIAL && payload >= GRM_QUIC_INITIAL_MIN);
 }
 
 SEC("sk_reuseport")
 int grm_steer(struct sk_reuseport_md *ctx) {
+        struct choice c = { .slot = GRM_SLOT_NONE };
+        struct decision d = { .intent = INTENT_FLOW, .verdict = GRM_STAT_FLOW_CREATED };
         struct grm_flow_key key = { .group = group_id };
         struct grm_flow_value *flow = NULL, new_flow = {};
-        enum grm_stat verdict = GRM_STAT_FLOW_CREATED;
         struct grm_config *cfg;
-        __u32 zero = 0, working, target, index = 0;
-        int keyed = 0;
+        __u32 zero = 0, working;
+        int keyed = 0, entries = 0;
         __u64 now = 0;
 
         cfg = bpf_map_lookup_elem(&config, &zero);
         if (!cfg)
                 return finish(GRM_STAT_ERR_CONFIG, GRM_SLOT_NONE, SK_DROP);
-        working = cfg->working_slot;
 
-        /* Existing flows first, whatever the working and pending slots say: a flow keeps its
-         * socket while its generation lives, also while no generation works (the working one
-         * crashed, its replacement is starting). */
-        if (cfg->dissector == GRM_DISSECTOR_FLOW) {
+        if (cfg->dissector == GRM_DISSECTOR_QUIC)
+                quic_dissect(ctx, &c, &d);
+        else if (cfg->dissector != GRM_DISSECTOR_FLOW)
+                decide(&d, INTENT_NEW_NO_ENTRY, GRM_STAT_WORKING);
+        if (d.intent == INTENT_DONE)
+                return finish(d.verdict, c.slot, SK_PASS);
+
+        /* The flow table's rules: an existing flow keeps its socket for as long as its
+         * generation holds its slot and the socket is open, whatever the working and pending
+         * slots are (also while no generation works: the working one crashed, its replacement
+         * is starting); anything else is a new flow. */
+        if (d.intent == INTENT_FLOW || d.intent == INTENT_STALE) {
+                entries = d.intent == INTENT_FLOW;
                 if (read_remote(ctx, &key) < 0)
-                        verdict = GRM_STAT_ERR_PARSE;
+                        d.verdict = GRM_STAT_ERR_PARSE;
                 else {
                         keyed = 1;
                         now = bpf_ktime_get_coarse_ns();
                         flow = bpf_map_lookup_elem(&flows, &key);
                 }
-                if (keyed && flow) {
-                        __u32 owner = flow->index;
-                        __u32 slot = (owner / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
-                        __u64 last = flow->last_seen_ns;
-                        struct grm_slot *s = bpf_map_lookup_elem(&slots, &slot);
+        }
+        if (keyed && flow) {
+                __u32 owner = flow->index;
+                __u32 slot = (owner / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
+                __u64 last = flow->last_seen_ns;
+                struct grm_slot *s = bpf_map_lookup_elem(&slots, &slot);
 
-                        if (now > last && now - last > cfg->flow_timeout_ns)
-                                verdict = GRM_STAT_FLOW_EXPIRED;
-                        else if (!s || s->gen != flow->gen)
-                                verdict = GRM_STAT_FLOW_STALE;
-                        else if (bpf_sk_select_reuseport(ctx, &sockets, &owner, 0) < 0)
-                                /* the owning socket was closed: its instance is gone */
-                                verdict = GRM_STAT_FLOW_STALE;
-                        else {
-                                /* Refresh well within the timeout, or a busy flow "expires". */
-                                __u64 touch_ns = cfg->flow_timeout_ns / 2;
+                if (now > last && now - last > cfg->flow_timeout_ns)
+                        d.verdict = GRM_STAT_FLOW_EXPIRED;
+                else if (!s || s->gen != flow->gen)
+                        d.verdict = GRM_STAT_FLOW_STALE;
+                else if (bpf_sk_select_reuseport(ctx, &sockets, &owner, 0) < 0)
+                        /* the owning socket was closed: its instance is gone */
+                        d.verdict = GRM_STAT_FLOW_STALE;
+                else {
+                        /* Refresh well within the timeout, or a busy flow "expires". */
+                        __u64 touch_ns = cfg->flow_timeout_ns / 2;
 
-                                if (touch_ns > GRM_FLOW_TOUCH_NS)
-                                        touch_ns = GRM_FLOW_TOUCH_NS;
-                                if (now > last && now - last >= touch_ns)
-                                        flow->last_seen_ns = now;
-                                return finish(GRM_STAT_FLOW_EXISTING, slot, SK_PASS);
-                        }
+                        if (touch_ns > GRM_FLOW_TOUCH_NS)
+                                touch_ns = GRM_FLOW_TOUCH_NS;
+                        if (now > last && now - last >= touch_ns)
+                                flow->last_seen_ns = now;
+                        c.slot = slot;
+                        c.index = owner;
+                        c.gen = flow->gen;
+                        keyed = 0; /* nothing to write */
+                        d.verdict = GRM_STAT_FLOW_EXISTING;
+                        goto placed;
                 }
-        } else
-                verdict = GRM_STAT_WORKING;
+        }
+        if (d.intent == INTENT_STALE) {
+                /* No live flow: where new flows go, and no entry. A CID of grm's shape whose
+                 * generation is gone is also what a server that ignores GRM_QUIC_SERVER_IDS
+                 * issues by chance (about 1 in 20 of its random CIDs): for it, the live entry
+                 * above is the flow table's behaviour. */
+                decide(&d, INTENT_NEW_NO_ENTRY, GRM_STAT_QUIC_CID_STALE);
+                keyed = 0;
+        }
 
         /* A new flow, or one that has to be treated as new. */
+        working = cfg->working_slot;
         if (working != GRM_SLOT_NONE) {
+                struct grm_slot *s;
+
                 /* Once a generation works, it gets every new flow or the packet is dropped: a
                  * fallback would hand new flows to draining instances. */
-                if (select_in_slot(ctx, working, &index) < 0)
+                if (select_in_slot(ctx, working, &c.index) < 0)
                         return finish(GRM_STAT_ERR_SELECT, GRM_SLOT_NONE, SK_DROP);
-                target = working;
-                {
-                        struct grm_slot *s = bpf_map_lookup_elem(&slots, &working);
-                        new_flow.gen = s ? s->gen : 0;
-                }
+                s = bpf_map_lookup_elem(&slots, &working);
+                c.slot = working;
+                c.gen = s ? s->gen : 0;
         } else {
                 /* Nothing works. The starting generation reads its queue once it is ready; it
-                 * gets no flow entries, which it creates itself once it works. */
+                 * gets no entries, which it creates itself once it works. */
                 __u32 pending = cfg->pending_slot;
 
-                if (pending != GRM_SLOT_NONE && select_in_slot(ctx, pending, &index) == 0)
-                        return finish(GRM_STAT_PENDING, pending, SK_PASS);
+                if (pending != GRM_SLOT_NONE && select_in_slot(ctx, pending, &c.index) == 0)
+                        return finish(d.intent == INTENT_NEW_NO_ENTRY && d.verdict != GRM_STAT_WORKING
+                                              ? d.verdict : GRM_STAT_PENDING,
+                                      pending, SK_PASS);
                 /* Nothing pending either: the newest generation that still serves takes the flow
                  * and keeps it. Never the kernel's hash, which would pick grmd's or systemd's
                  * original socket, which nobody reads. */
-                target = select_newest_live(ctx, &new_flow.gen, &index);
-                if (target == GRM_SLOT_NONE)
+                __u64 newest = select_newest_live(ctx);
+
+                if ((newest & 0xff) >= GRM_GEN_SLOTS)
                         return finish(GRM_STAT_NO_GENERATION, GRM_SLOT_NONE, SK_DROP);
-                verdict = GRM_STAT_NEWEST_LIVE;
+                c.slot = newest & 0xff;
+                c.index = (newest >> 8) & 0xffffff;
+                c.gen = newest >> 32;
+                if (d.intent != INTENT_NEW_NO_ENTRY || d.verdict == GRM_STAT_WORKING)
+                        d.verdict = GRM_STAT_NEWEST_LIVE;
         }
 
         if (keyed) {
                 new_flow.last_seen_ns = now;
-                new_flow.index = index;
+                new_flow.index = c.index;
+                new_flow.gen = c.gen;
                 if (bpf_map_update_elem(&flows, &key, &new_flow, BPF_ANY) < 0)
-                        verdict = GRM_STAT_ERR_FLOW_UPDATE;
+                        d.verdict = GRM_STAT_ERR_FLOW_UPDATE;
         }
-        return finish(verdict, target, SK_PASS);
+
+placed:
+        if (entries && d.first_flight) {
+                struct grm_flow_value ff = {
+                        .last_seen_ns = bpf_ktime_get_coarse_ns(),
+                        .index = c.index,
+                        .gen = c.gen,
+                };
+
+                if (bpf_map_update_elem(&first_flights, &d.ff_key, &ff, BPF_ANY) < 0)
+                        d.verdict = GRM_STAT_ERR_FIRST_FLIGHT_UPDATE;
+                else if (d.verdict != GRM_STAT_ERR_FLOW_UPDATE)
+                        d.verdict = GRM_STAT_QUIC_FIRST_FLIGHT_CREATED;
+        }
+        return finish(d.verdict, c.slot, SK_PASS);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

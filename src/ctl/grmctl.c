@@ -590,6 +590,9 @@ static int verb_status(int argc, char *argv[]) {
                strempty(ctl_record_get(st, "notify_oversized")), strempty(ctl_record_get(st, "notify_log_suppressed")),
                strempty(ctl_record_get(st, "control_refused")), strempty(ctl_record_get(st, "control_malformed")),
                strempty(ctl_record_get(st, "control_log_suppressed")));
+        if (ctl_record_get(st, "quic_config_id"))
+                printf("quic: new generations get config id %s, server ID prefix \"%s\"\n",
+                       ctl_record_get(st, "quic_config_id"), strempty(ctl_record_get(st, "quic_server_id_prefix")));
         printf("\n%-5s %-32s %-10s %-9s %s\n", "GROUP", "ADDRESS", "NAME", "DISSECTOR", "FLOWS");
         for (size_t i = 0; i < msg->n_records; i++) {
                 const CtlRecord *g = &msg->records[i];
@@ -623,11 +626,24 @@ static int verb_status(int argc, char *argv[]) {
                         note = ctl_record_get(g, "status");
                 printf("%s\n", strempty(note));
         }
+        /* One line per group of verdicts (flow table, quic, errors), so that none wraps. */
         printf("\nCOUNTERS");
-        for (size_t i = 0; i < msg->n_records; i++)
-                if (streq(msg->records[i].type, "counter"))
-                        printf(" %s=%s", strempty(ctl_record_get(&msg->records[i], "name")),
-                               strempty(ctl_record_get(&msg->records[i], "value")));
+        {
+                const char *last_kind = NULL;
+
+                for (size_t i = 0; i < msg->n_records; i++) {
+                        const char *name = ctl_record_get(&msg->records[i], "name");
+                        const char *kind;
+
+                        if (!streq(msg->records[i].type, "counter") || !name)
+                                continue;
+                        kind = strncmp(name, "quic_", 5) == 0 ? "quic" : strncmp(name, "error_", 6) == 0 ? "error" : "";
+                        if (!last_kind || !streq(kind, last_kind))
+                                printf("\n ");
+                        last_kind = kind;
+                        printf(" %s=%s", name, strempty(ctl_record_get(&msg->records[i], "value")));
+                }
+        }
         printf("\n");
         return 0;
 }

@@ -197,6 +197,13 @@ static void reply_status(CtlConnection *c) {
         ctl_writer_add_u64(&w, "flow_table_size", m->config.flow_table_size);
         if (have_flows)
                 ctl_writer_add_u64(&w, "flow_entries", total);
+        {
+                char prefix[2 * GRM_QUIC_PREFIX_MAX + 1];
+
+                /* What new generations get in GRM_QUIC_CONFIG_ID and in front of their server IDs. */
+                ctl_writer_add_u64(&w, "quic_config_id", (uint64_t) m->config.quic_config_id);
+                ctl_writer_add(&w, "quic_server_id_prefix", quic_lb_prefix_to_string(&m->config.quic_prefix, prefix));
+        }
 
         for (unsigned i = 0; i < m->n_groups; i++) {
                 ctl_writer_record(&w, "group");

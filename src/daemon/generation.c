@@ -527,6 +527,20 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
         g->slot_held = true;
         test_kill_point("spawn");
 
+        /* The prefix this generation's connection IDs carry, under the config id it is given. */
+        r = steering_set_quic_config(m->steering, (unsigned) config->quic_config_id, &config->quic_prefix);
+        if (r < 0) {
+                r = log_error_errno(r, "Failed to set the QUIC server ID prefix of config id %d: %m",
+                                    config->quic_config_id);
+                goto fail;
+        }
+        if (r > 0) {
+                char hex[2 * GRM_QUIC_PREFIX_MAX + 1];
+
+                log_warning("QuicServerIdPrefix=%s replaces the prefix of QuicConfigId=%d: connection IDs of older generations with that config id now fall back to the flow table (change QuicConfigId= along with the prefix).",
+                            quic_lb_prefix_to_string(&config->quic_prefix, hex), config->quic_config_id);
+        }
+
         r = resolve_user(config->user, &user);
         if (r < 0) {
                 r = log_error_errno(r, "Failed to resolve user '%s': %s", config->user,

@@ -115,6 +115,14 @@ int quic_lb_server_ids_env(const QuicLbPrefix *prefix, unsigned slot, uint32_t g
         return 0;
 }
 
+void quic_lb_config_entry(const QuicLbPrefix *prefix, struct grm_quic_config *ret) {
+        *ret = (struct grm_quic_config) { .active = 1, .prefix_len = prefix->len };
+        for (unsigned i = 0; i < prefix->len && i < GRM_QUIC_PREFIX_MAX; i++) {
+                ret->prefix |= (uint64_t) prefix->bytes[i] << (56 - 8 * i);
+                ret->prefix_mask |= (uint64_t) 0xff << (56 - 8 * i);
+        }
+}
+
 void quic_lb_decode_cid(const struct grm_quic_config configs[GRM_QUIC_CONFIG_IDS], const uint8_t *cid,
                         size_t avail, unsigned wire_len, QuicLbCid *ret) {
         const struct grm_quic_config *c;
@@ -141,8 +149,9 @@ void quic_lb_decode_cid(const struct grm_quic_config configs[GRM_QUIC_CONFIG_IDS
                 return;
         if (avail < length)
                 return;
-        if (memcmp(cid + 1, c->prefix, plen) != 0)
-                return;
+        for (unsigned i = 0; i < plen; i++)
+                if (cid[1 + i] != (uint8_t) (c->prefix >> (56 - 8 * i)))
+                        return;
         id = (uint32_t) cid[1 + plen] << 16 | (uint32_t) cid[2 + plen] << 8 | cid[3 + plen];
         ret->kind = QUIC_LB_CID_GRM;
         ret->slot = id >> GRM_QUIC_SLOT_SHIFT;

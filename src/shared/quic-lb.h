@@ -65,6 +65,9 @@ int quic_lb_server_id(const QuicLbPrefix *prefix, unsigned slot, unsigned sock, 
 int quic_lb_server_ids_env(const QuicLbPrefix *prefix, unsigned slot, uint32_t gen,
                            unsigned n_groups, unsigned per_group, char **ret);
 
+/* The quic_configs map entry for a config id whose generations use this prefix. */
+void quic_lb_config_entry(const QuicLbPrefix *prefix, struct grm_quic_config *ret);
+
 /* What the steering program makes of a connection ID (the DCID of a datagram). */
 typedef enum QuicLbCidKind {
         QUIC_LB_CID_FOREIGN,  /* not grm's shape: the server ignores grm's variables */

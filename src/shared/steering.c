@@ -31,6 +31,8 @@ enum {
         MAP_STATS,
         MAP_SLOT_PACKETS,
         MAP_SLOT_TCP,
+        MAP_QUIC_CONFIGS,
+        MAP_FIRST_FLIGHTS,
 };
 
 /* One group's program: exactly one of udp and tcp is set. */
@@ -71,11 +73,43 @@ static const char *const stat_names[_GRM_STAT_MAX] = {
         [GRM_STAT_TCP_MIGRATE_KERNEL] = "tcp_migrate_kernel",
         [GRM_STAT_TCP_ERR_CONFIG] = "tcp_error_config",
         [GRM_STAT_NEWEST_LIVE] = "newest_live",
+        [GRM_STAT_QUIC_CID_LIVE] = "quic_cid_live",
+        [GRM_STAT_QUIC_CID_STALE] = "quic_cid_stale",
+        [GRM_STAT_QUIC_FIRST_FLIGHT_EXISTING] = "quic_first_flight_existing",
+        [GRM_STAT_QUIC_FIRST_FLIGHT_CREATED] = "quic_first_flight_created",
+        [GRM_STAT_QUIC_VERSION_NEGOTIATION] = "quic_version_negotiation",
+        [GRM_STAT_QUIC_UNKNOWN_VERSION] = "quic_unknown_version",
+        [GRM_STAT_QUIC_MALFORMED] = "quic_malformed",
+        [GRM_STAT_ERR_FIRST_FLIGHT_UPDATE] = "error_first_flight_update",
 };
 
 const char *const steering_map_names[STEERING_N_MAPS] = {
-        "sockets", "config", "slots", "flows", "stats", "slot_packets", "slot_tcp",
+        "sockets", "config", "slots", "flows", "stats", "slot_packets", "slot_tcp", "quic_configs",
+        "first_flights",
 };
+
+unsigned steering_first_flight_table_size(unsigned flow_table_size) {
+        /* Handshakes in flight are far fewer than flows; a full table only evicts the oldest. */
+        return flow_table_size / 4 > 1024 ? flow_table_size / 4 : 1024;
+}
+
+/* An earlier grmd's map is one this program can use: what libbpf would create, save the sizes
+ * grmd chooses (the two hash tables). Anything else (another layout of an older grm, or an fd
+ * that is not even a map) is refused rather than half used. */
+static int check_adopted_map(const struct bpf_map *map, int fd) {
+        struct bpf_map_info info = {};
+        __u32 len = sizeof(info);
+        bool sized_by_grmd = bpf_map__type(map) == BPF_MAP_TYPE_LRU_HASH;
+
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0)
+                return -EPROTO;
+        if (info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
+            info.value_size != bpf_map__value_size(map) ||
+            strncmp(info.name, bpf_map__name(map), sizeof(info.name) - 1) != 0 ||
+            (!sized_by_grmd && info.max_entries != bpf_map__max_entries(map)))
+                return -EPROTO;
+        return 0;
+}
 
 const char *grm_stat_to_string(int stat) {
         if (stat < 0 || stat >= _GRM_STAT_MAX)
@@ -150,10 +184,14 @@ static int share_maps(Steering *s, struct bpf_object *obj) {
                 map = bpf_object__find_map_by_name(obj, steering_map_names[i]);
                 if (!map)
                         return -ENOENT; /* every object declares every map (steer-maps.bpf.h) */
+                if (fd >= 0 && adopting && (r = check_adopted_map(map, fd)) < 0)
+                        return r;
                 if (fd >= 0)
                         r = bpf_map__reuse_fd(map, fd);
                 else if (i == MAP_FLOWS)
                         r = bpf_map__set_max_entries(map, s->flow_table_size);
+                else if (i == MAP_FIRST_FLIGHTS)
+                        r = bpf_map__set_max_entries(map, steering_first_flight_table_size(s->flow_table_size));
                 else
                         r = 0;
                 if (r < 0)
@@ -251,6 +289,24 @@ int steering_set_settings(Steering *s, int dissector, uint64_t flow_timeout_usec
                                             ? UINT64_MAX
                                             : flow_timeout_usec * NSEC_PER_USEC;
         return write_config(s);
+}
+
+int steering_set_quic_config(Steering *s, unsigned config_id, const QuicLbPrefix *prefix) {
+        struct grm_quic_config old = {}, entry;
+        __u32 key = config_id;
+
+        if (config_id > QUIC_LB_CONFIG_ID_MAX || prefix->len > GRM_QUIC_PREFIX_MAX)
+                return -EINVAL;
+        if (s->n_groups == 0)
+                return -ENOENT;
+        quic_lb_config_entry(prefix, &entry);
+        if (bpf_map_lookup_elem(s->maps[MAP_QUIC_CONFIGS], &key, &old) < 0)
+                return negative_errno();
+        if (old.active && old.prefix_len == entry.prefix_len && old.prefix == entry.prefix)
+                return 0;
+        if (bpf_map_update_elem(s->maps[MAP_QUIC_CONFIGS], &key, &entry, BPF_ANY) < 0)
+                return negative_errno();
+        return old.active ? 1 : 0;
 }
 
 static uint32_t sock_index(unsigned group, unsigned slot, unsigned sock) {

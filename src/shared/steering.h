@@ -13,6 +13,7 @@
 #include <linux/types.h>
 #include <stdint.h>
 
+#include "quic-lb.h"
 #include "steer-api.h"
 
 typedef struct Steering Steering;
@@ -39,6 +40,20 @@ static inline void steering_freep(Steering **s) {
  */
 int steering_add_group(Steering *s, int fd, unsigned *ret_group);
 unsigned steering_n_groups(const Steering *s);
+
+/* Entries of the quic dissector's first-flight table for a flow table of this size. */
+unsigned steering_first_flight_table_size(unsigned flow_table_size);
+
+/**
+ * steering_set_quic_config() - the prefix of the connection IDs that carry a config id.
+ * @config_id: 0..QUIC_LB_CONFIG_ID_MAX, as given to new generations in GRM_QUIC_CONFIG_ID
+ * Generations keep the config id they were started with; an entry is only replaced when its
+ * prefix changes, and then the connection IDs of older generations with that config id stop
+ * being recognised (they fall back to the flow table).
+ * Return: 0 (entry new or unchanged), 1 (an active entry got another prefix), -EINVAL,
+ * -ENOENT before the first group, -errno from the map update.
+ */
+int steering_set_quic_config(Steering *s, unsigned config_id, const QuicLbPrefix *prefix);
 
 /* Dissector (enum grm_dissector) and flow timeout; applied at once to every group. */
 int steering_set_settings(Steering *s, int dissector, uint64_t flow_timeout_usec);
@@ -84,7 +99,7 @@ const char *grm_stat_to_string(int stat);
  * Handing the maps over to the next grmd (after a crash or an exec of a new binary): the maps are
  * the state, the programs are loaded again and re-attached (an atomic replacement on each group).
  */
-#define STEERING_N_MAPS 7
+#define STEERING_N_MAPS 9
 /* Names of the shared maps, in the order of the fd arrays below. */
 extern const char *const steering_map_names[STEERING_N_MAPS];
 
@@ -97,7 +112,9 @@ int steering_get_map_fds(Steering *s, int ret_fds[STEERING_N_MAPS]);
  * Call before the first steering_add_group(). The flow table keeps its size, whatever
  * steering_new() was given; the working and pending slots, dissector and timeout are read back
  * from the config map when the first group is added.
- * Return: 0, -EBUSY if groups exist already, -errno from dup.
+ * Return: 0, -EBUSY if groups exist already, -errno from dup. A map that is not what this
+ * program uses (type, key and value sizes, name, fixed sizes) makes steering_add_group() fail
+ * with -EPROTO.
  */
 int steering_adopt_maps(Steering *s, const int fds[STEERING_N_MAPS]);
 

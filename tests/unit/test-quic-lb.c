@@ -175,6 +175,32 @@ START_TEST(test_server_ids_env) {
 }
 END_TEST
 
+/* ---- the quic_configs entry ---- */
+
+START_TEST(test_config_entry) {
+        struct grm_quic_config e;
+        QuicLbPrefix p;
+
+        ck_assert_int_eq(quic_lb_parse_prefix("", &p), 0);
+        quic_lb_config_entry(&p, &e);
+        ck_assert_uint_eq(e.active, 1);
+        ck_assert_uint_eq(e.prefix_len, 0);
+        ck_assert_uint_eq(e.prefix, 0);
+        ck_assert_uint_eq(e.prefix_mask, 0);
+
+        ck_assert_int_eq(quic_lb_parse_prefix("c0a801", &p), 0);
+        quic_lb_config_entry(&p, &e);
+        ck_assert_uint_eq(e.prefix_len, 3);
+        ck_assert_uint_eq(e.prefix, 0xc0a8010000000000ULL);
+        ck_assert_uint_eq(e.prefix_mask, 0xffffff0000000000ULL);
+
+        ck_assert_int_eq(quic_lb_parse_prefix("0123456789abcdef", &p), 0);
+        quic_lb_config_entry(&p, &e);
+        ck_assert_uint_eq(e.prefix, 0x0123456789abcdefULL);
+        ck_assert_uint_eq(e.prefix_mask, UINT64_MAX);
+}
+END_TEST
+
 /* ---- decoding connection IDs ---- */
 
 /* A connection ID built the way docs/QUIC.md tells servers to: octet 0, the server ID, random. */
@@ -191,9 +217,7 @@ static size_t build_cid(unsigned config_id, unsigned length, const QuicLbPrefix 
 static void configs_with(struct grm_quic_config configs[GRM_QUIC_CONFIG_IDS], unsigned config_id,
                          const QuicLbPrefix *p) {
         memset(configs, 0, sizeof(struct grm_quic_config) * GRM_QUIC_CONFIG_IDS);
-        configs[config_id].active = 1;
-        configs[config_id].prefix_len = p->len;
-        memcpy(configs[config_id].prefix, p->bytes, p->len);
+        quic_lb_config_entry(p, &configs[config_id]);
 }
 
 START_TEST(test_decode_round_trip) {
@@ -313,6 +337,10 @@ static Suite *quic_lb_suite(void) {
         tc = tcase_create("server_id");
         tcase_add_test(tc, test_server_id);
         tcase_add_test(tc, test_server_ids_env);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("config_entry");
+        tcase_add_test(tc, test_config_entry);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("decode_cid");
