@@ -1303,6 +1303,9 @@ START_TEST(test_fill_defaults) {
         ck_assert_uint_eq(c.drain_timeout_usec, SEC(60));
         ck_assert_int_eq(c.drain_signal, SIGTERM);
         ck_assert_int_eq(c.intercept_bind, 0);
+        ck_assert(c.quic_prefix_set);
+        ck_assert_uint_eq(c.quic_prefix.len, 0);
+        ck_assert_int_eq(c.quic_config_id, 0);
         /* Left unset: they have no default. */
         ck_assert_ptr_null(c.listen);
         ck_assert_ptr_null(c.control_path);
