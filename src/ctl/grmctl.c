@@ -512,6 +512,27 @@ static int verb_metrics(int argc, char *argv[]) {
                                strempty(ctl_record_get(g, "generation")), strempty(ctl_record_get(g, "state")),
                                strempty(ctl_record_get(g, "packets")));
         }
+        static const struct {
+                const char *key, *name, *type, *help;
+        } per_generation[] = {
+                { "unread_sockets", "grm_generation_unread_sockets", "gauge",
+                  "UDP sockets of a generation whose queue holds data and does not shrink: not read." },
+                { "queued_bytes", "grm_generation_queued_bytes", "gauge",
+                  "Bytes waiting in a generation's UDP sockets' receive queues." },
+                { "socket_drops", "grm_generation_socket_drops_total", "counter",
+                  "Datagrams the kernel dropped on a generation's UDP sockets (queue full)." },
+        };
+        for (size_t k = 0; k < ELEMENTSOF(per_generation); k++) {
+                printf("# HELP %s %s\n# TYPE %s %s\n", per_generation[k].name, per_generation[k].help,
+                       per_generation[k].name, per_generation[k].type);
+                for (size_t i = 0; i < msg->n_records; i++) {
+                        const CtlRecord *g = &msg->records[i];
+                        const char *v;
+                        if (streq(g->type, "generation") && (v = ctl_record_get(g, per_generation[k].key)))
+                                printf("%s{generation=\"%s\"} %s\n", per_generation[k].name,
+                                       strempty(ctl_record_get(g, "generation")), v);
+                }
+        }
         printf("# HELP grm_generation_ready_seconds Spawn to READY=1 of a generation.\n# TYPE grm_generation_ready_seconds gauge\n");
         for (size_t i = 0; i < msg->n_records; i++) {
                 const CtlRecord *g = &msg->records[i];
@@ -624,7 +645,15 @@ static int verb_status(int argc, char *argv[]) {
                 note = ctl_record_get(g, "failure");
                 if (!note)
                         note = ctl_record_get(g, "status");
-                printf("%s\n", strempty(note));
+                uint64_t unread = 0, queued = 0, drops = 0;
+                if (ctl_record_get_u64(g, "unread_sockets", &unread) == 0 && unread > 0) {
+                        (void) ctl_record_get_u64(g, "queued_bytes", &queued);
+                        (void) ctl_record_get_u64(g, "socket_drops", &drops);
+                        printf("%" PRIu64 " of %s sockets NOT READ (%" PRIu64 " bytes queued, %" PRIu64 " dropped)%s%s\n",
+                               unread, strempty(ctl_record_get(g, "sockets")), queued, drops, note ? "; " : "",
+                               strempty(note));
+                } else
+                        printf("%s\n", strempty(note));
         }
         /* One line per group of verdicts (flow table, quic, errors), so that none wraps. */
         printf("\nCOUNTERS");

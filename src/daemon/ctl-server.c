@@ -163,6 +163,12 @@ static void add_generation(CtlWriter *w, Manager *m, Generation *g, uint64_t now
                 ctl_writer_add(w, "status", g->status);
         if (g->failure)
                 ctl_writer_add(w, "failure", g->failure);
+        if (g->watch && gen_state_is_live(g->state)) {
+                /* sockwatch.c's last sample of its UDP sockets. */
+                ctl_writer_add_u64(w, "unread_sockets", g->n_unread);
+                ctl_writer_add_u64(w, "queued_bytes", g->queued_bytes);
+                ctl_writer_add_u64(w, "socket_drops", g->socket_drops);
+        }
 }
 
 static void reply_status(CtlConnection *c) {

@@ -87,6 +87,8 @@ Generation *generation_free(Generation *g) {
         free(g->status);
         free(g->failure);
         free(g->bind_error);
+        free(g->cookies);
+        free(g->watch);
         free(g);
         return NULL;
 }
@@ -495,7 +497,12 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
         g->sockets_per_group = per_group;
         g->n_fds = m->n_groups * per_group;
         g->fds = malloc(sizeof(int) * g->n_fds);
-        if (!g->fds) {
+        g->cookies = calloc(g->n_fds, sizeof(uint64_t));
+        g->watch = calloc(g->n_fds, sizeof(SockWatch));
+        if (!g->fds || !g->cookies || !g->watch) {
+                free(g->fds);
+                free(g->cookies);
+                free(g->watch);
                 free(g);
                 return -ENOMEM;
         }
@@ -512,6 +519,10 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                                                     gen, m->groups[gi].address);
                                 goto fail;
                         }
+                        socklen_t clen = sizeof(uint64_t);
+                        /* grmd closes its copy after the spawn; the cookie still names it. */
+                        if (getsockopt(*fd, SOL_SOCKET, SO_COOKIE, &g->cookies[gi * per_group + k], &clen) < 0)
+                                g->cookies[gi * per_group + k] = 0;
                         r = steering_register_socket(m->steering, gi, slot, k, *fd);
                         if (r < 0) {
                                 r = log_error_errno(r, "Failed to register socket of generation %" PRIu32 " on %s: %m",
@@ -609,6 +620,7 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
         free(user.name);
         g->next = m->generations;
         m->generations = g;
+        sockwatch_arm(m);
         *ret = g;
         return 0;
 

@@ -82,6 +82,7 @@ Manager *manager_free(Manager *m) {
         strv_free(m->argv);
         sd_event_source_disable_unref(m->respawn_timer);
         sd_event_source_disable_unref(m->status_timer);
+        sd_event_source_disable_unref(m->sockwatch_timer);
         m->steering = steering_free(m->steering);
         for (unsigned i = 0; i < m->n_groups; i++)
                 group_done(&m->groups[i]);

@@ -26,6 +26,7 @@
 #include "ctl-protocol.h"
 #include "gen-state.h"
 #include "ratelimit.h"
+#include "sock-diag.h"
 #include "steering.h"
 
 typedef struct Manager Manager;
@@ -66,6 +67,12 @@ struct Generation {
         char *status;                    /* last STATUS= */
         char *failure;                   /* why it failed or exited, for status and replies */
         char *bind_error;                /* last failed bind() libgrm-bind.so reported, "bind(ADDR) failed: ..." */
+        uint64_t *cookies;               /* SO_COOKIE of each of fds[] (they stay valid once the fds are closed) */
+        SockWatch *watch;                /* UDP sockets: is each one read? (sockwatch.c) */
+        unsigned n_unread;               /* sockets the watch calls unread now */
+        uint64_t queued_bytes;           /* over its sockets, last sample */
+        uint64_t socket_drops;           /* over its sockets, last sample */
+        uint64_t unread_warned_usec;     /* last journal warning about an unread socket */
         bool killed;                     /* grmd sent SIGKILL */
         Generation *next;                /* Manager.generations, newest first */
 };
@@ -130,6 +137,7 @@ struct Manager {
         Restart *restart;
         unsigned crash_count;
         sd_event_source *respawn_timer;
+        sd_event_source *sockwatch_timer; /* sockwatch.c: receive queues, every second */
         sd_event_source *status_timer;   /* refreshes STATUS= while a drain deadline counts down */
 
         int vault_r, vault_w;            /* the state vault (vault.c) */
@@ -201,6 +209,10 @@ uint64_t generation_packets(Generation *g);
 const char *generation_explain(Generation *g, const char *why, char *buf, size_t size);
 /* Path of libgrm-bind.so, preloaded into instances with InterceptBind=yes. */
 const char *generation_bind_library(void);
+
+/* sockwatch.c: samples the receive queues of every live generation's UDP sockets each second
+ * while any exists, and reports one nobody reads (status, metrics, journal). */
+void sockwatch_arm(Manager *m);
 
 /* notify.c */
 /* Opens the notify socket, or takes over inherited_fd (from the fd store or an exec). */
