@@ -2,7 +2,8 @@
 /*
  * grm-load: drives UDP traffic at a grm service (normally grm-echo) through restarts and
  * reports what a restart cost: lost packets, flows that moved between generations, new flows
- * that still landed on an old generation, latency.
+ * that still landed on an old generation, latency. With --tcp, grm-load-tcp.c drives TCP
+ * connections instead.
  *
  * Owns: the flows (one connect()ed, non-blocking UDP socket each, so one source port each),
  * the pacing timer, one epoll loop for sending and receiving, and the accounting.
@@ -34,6 +35,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "grm-load-tcp.h"
 #include "macro.h"
 #include "tools-util.h"
 
@@ -271,6 +273,8 @@ static int help(void) {
                "                             that tracks flows); wraps around when exhausted\n"
                "     --json                  Print the report as one JSON object\n"
                "  -q --quiet                 Print no human report (--json is still printed)\n"
+               "     --tcp                   TCP mode: new connections per second and long-lived\n"
+               "                             connections (see grm-load --tcp --help)\n"
                "\n"
                "Exit status:\n"
                "  0  run completed: nothing lost, no flow moved, no new flow on an old generation,\n"
@@ -1270,6 +1274,11 @@ static void load_print_human(const Load *l) {
 int main(int argc, char *argv[]) {
         _cleanup_(load_freep) Load *l = NULL;
         int r;
+
+        /* --tcp anywhere before "--" selects the TCP mode, which has options of its own. */
+        for (int i = 1; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "--tcp"))
+                        return load_tcp_main(argc, argv);
 
         r = parse_argv(argc, argv);
         if (r < 0)
