@@ -138,6 +138,7 @@ static bool arg_never_ready = false;
 static bool arg_ignore_drain = false;
 static uint64_t arg_crash_after_nsec = 0;
 static bool arg_crash = false;
+static uint64_t arg_accept_every_nsec = 0;
 
 static void arg_listen_freep(char ***p) {
         for (size_t i = 0; i < arg_n_listen; i++)
@@ -234,6 +235,9 @@ static int help(void) {
                "     --ignore-drain        Ignore SIGTERM, SIGINT and the drain signals entirely\n"
                "     --crash-after SEC     abort() (SIGABRT) SEC seconds after READY=1\n"
                "     --extend-timeout SEC  Send EXTEND_TIMEOUT_USEC=SEC at start (with --start-delay)\n"
+               "     --accept-every SEC    Accept TCP connections in batches every SEC seconds, so\n"
+               "                           that they wait in the listeners' queues (the drain then\n"
+               "                           closes listeners with connections queued)\n"
                "\n"
                "Environment:\n"
                "  GRM_GENERATION           Generation number put in replies (default 0)\n"
@@ -276,6 +280,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_NEVER_READY,
                 ARG_IGNORE_DRAIN,
                 ARG_CRASH_AFTER,
+                ARG_ACCEPT_EVERY,
         };
         static const struct option options[] = {
                 { "help",         no_argument,       NULL, 'h'              },
@@ -291,6 +296,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "never-ready",  no_argument,       NULL, ARG_NEVER_READY  },
                 { "ignore-drain", no_argument,       NULL, ARG_IGNORE_DRAIN },
                 { "crash-after",  required_argument, NULL, ARG_CRASH_AFTER  },
+                { "accept-every", required_argument, NULL, ARG_ACCEPT_EVERY },
                 {}
         };
         uint64_t u;
@@ -373,6 +379,11 @@ static int parse_argv(int argc, char *argv[]) {
                         if (r < 0)
                                 return r;
                         arg_crash = true;
+                        break;
+                case ARG_ACCEPT_EVERY:
+                        r = parse_seconds_arg("--accept-every", optarg, &arg_accept_every_nsec);
+                        if (r < 0)
+                                return r;
                         break;
                 case ':':
                         return usage_error("option '%s' needs an argument", argv[optind - 1]);
@@ -872,8 +883,13 @@ static void echo_set_listeners_watched(Echo *e, bool watched) {
 }
 
 static void echo_accept(Echo *e, EchoSocket *s) {
+        if (arg_accept_every_nsec > 0) {
+                /* Test knob: everything queued now, then nothing until the next batch. */
+                e->accept_paused_until_nsec = now_nsec() + arg_accept_every_nsec;
+                echo_set_listeners_watched(e, false);
+        }
         /* Bounded, like echo_serve(). */
-        for (unsigned n = 0; n < 256; n++) {
+        for (unsigned n = 0; n < (arg_accept_every_nsec > 0 ? 100000U : 256U); n++) {
                 int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), one = 1;
 
                 if (fd < 0) {

@@ -492,7 +492,7 @@ static int verb_metrics(int argc, char *argv[]) {
                         printf("%s %.6f\n", scalars[i].name, (double) v * scalars[i].scale);
         }
 
-        printf("# HELP grm_steering_packets_total Packets by steering verdict.\n# TYPE grm_steering_packets_total counter\n");
+        printf("# HELP grm_steering_packets_total Packets (UDP) and connections or migrated requests (tcp_*) by steering verdict.\n# TYPE grm_steering_packets_total counter\n");
         for (size_t i = 0; i < msg->n_records; i++)
                 if (streq(msg->records[i].type, "counter"))
                         printf("grm_steering_packets_total{verdict=\"%s\"} %s\n",
@@ -521,6 +521,10 @@ static int verb_metrics(int argc, char *argv[]) {
                   "Bytes waiting in a generation's UDP sockets' receive queues." },
                 { "socket_drops", "grm_generation_socket_drops_total", "counter",
                   "Datagrams the kernel dropped on a generation's UDP sockets (queue full)." },
+                { "connections", "grm_generation_tcp_connections_total", "counter",
+                  "New TCP connections steered to a generation's listeners." },
+                { "migrated", "grm_generation_tcp_migrated_total", "counter",
+                  "TCP requests moved into a generation's listeners from closing ones." },
         };
         for (size_t k = 0; k < ELEMENTSOF(per_generation); k++) {
                 printf("# HELP %s %s\n# TYPE %s %s\n", per_generation[k].name, per_generation[k].help,
@@ -619,12 +623,18 @@ static int verb_status(int argc, char *argv[]) {
                 const CtlRecord *g = &msg->records[i];
                 if (!streq(g->type, "group"))
                         continue;
+                /* A TCP group has no dissector and no flows: its connections are the instances'. */
                 printf("%-5s %-32s %-10s %-9s %s\n", strempty(ctl_record_get(g, "index")),
                        strempty(ctl_record_get(g, "address")), strempty(ctl_record_get(g, "name")),
-                       strempty(ctl_record_get(g, "dissector")), strempty(ctl_record_get(g, "flows")));
+                       ctl_record_get(g, "dissector") ?: "-", ctl_record_get(g, "flows") ?: "-");
         }
-        printf("\n%-5s %-9s %-8s %-7s %-8s %-12s %-8s %s\n", "GEN", "STATE", "PID", "SOCKETS", "AGE",
-               "PACKETS", "DRAIN", "NOTE");
+        bool tcp = false;
+        for (size_t i = 0; i < msg->n_records && !tcp; i++)
+                tcp = streq(msg->records[i].type, "generation") && ctl_record_get(&msg->records[i], "connections");
+        printf("\n%-5s %-9s %-8s %-7s %-8s %-12s ", "GEN", "STATE", "PID", "SOCKETS", "AGE", "PACKETS");
+        if (tcp)
+                printf("%-12s %-9s ", "CONNECTIONS", "MIGRATED");
+        printf("%-8s %s\n", "DRAIN", "NOTE");
         for (size_t i = 0; i < msg->n_records; i++) {
                 const CtlRecord *g = &msg->records[i];
                 uint64_t age = 0, deadline;
@@ -637,6 +647,9 @@ static int verb_status(int argc, char *argv[]) {
                        strempty(ctl_record_get(g, "sockets")));
                 print_duration(age);
                 printf("%*s%-12s ", age >= 60 * USEC_PER_SEC ? 3 : 4, "", strempty(ctl_record_get(g, "packets")));
+                if (tcp)
+                        printf("%-12s %-9s ", strempty(ctl_record_get(g, "connections")),
+                               strempty(ctl_record_get(g, "migrated")));
                 if (ctl_record_get_u64(g, "drain_deadline_usec", &deadline) == 0) {
                         print_duration(deadline);
                         printf("    ");

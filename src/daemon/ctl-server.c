@@ -154,6 +154,13 @@ static void add_generation(CtlWriter *w, Manager *m, Generation *g, uint64_t now
         ctl_writer_add_u64(w, "sockets", g->n_fds);
         ctl_writer_add_u64(w, "age_usec", now - g->spawned_usec);
         ctl_writer_add_u64(w, "packets", generation_packets(g));
+        if (manager_has_tcp(m)) {
+                uint64_t connections, migrated;
+
+                generation_tcp(g, &connections, &migrated);
+                ctl_writer_add_u64(w, "connections", connections);
+                ctl_writer_add_u64(w, "migrated", migrated);
+        }
         if (g->ready_usec)
                 ctl_writer_add_u64(w, "ready_usec", g->ready_usec - g->spawned_usec);
         if (g->state == GEN_DRAINING && g->drain_deadline_usec != USEC_INFINITY)
@@ -216,6 +223,16 @@ static void reply_status(CtlConnection *c) {
                 ctl_writer_add_u64(&w, "index", i);
                 ctl_writer_add(&w, "address", m->groups[i].address);
                 ctl_writer_add(&w, "name", m->groups[i].name);
+                if (m->groups[i].type == SOCK_STREAM) {
+                        unsigned backlog;
+
+                        /* Connections are the instances' sockets: no dissector, no flows. */
+                        ctl_writer_add(&w, "transport", "tcp");
+                        if (group_backlog(&m->groups[i], &backlog) >= 0)
+                                ctl_writer_add_u64(&w, "backlog", backlog);
+                        continue;
+                }
+                ctl_writer_add(&w, "transport", "udp");
                 ctl_writer_add(&w, "dissector", dissector_to_string(m->config.dissector));
                 if (have_flows)
                         ctl_writer_add_u64(&w, "flows", flows[i]);

@@ -66,10 +66,26 @@ uint64_t generation_packets(Generation *g) {
         return n;
 }
 
+void generation_tcp(Generation *g, uint64_t *ret_connections, uint64_t *ret_migrated) {
+        *ret_connections = g->tcp_connections_at_exit;
+        *ret_migrated = g->tcp_migrated_at_exit;
+        if (g->slot_held &&
+            steering_get_slot_tcp(g->manager->steering, g->slot, ret_connections, ret_migrated) < 0)
+                *ret_connections = *ret_migrated = 0;
+}
+
+bool manager_has_tcp(const Manager *m) {
+        for (unsigned i = 0; i < m->n_groups; i++)
+                if (m->groups[i].type == SOCK_STREAM)
+                        return true;
+        return false;
+}
+
 void generation_release_slot(Generation *g) {
         if (!g->slot_held)
                 return;
         g->packets_at_exit = generation_packets(g);
+        generation_tcp(g, &g->tcp_connections_at_exit, &g->tcp_migrated_at_exit);
         (void) steering_slot_release(g->manager->steering, g->slot);
         g->slot_held = false;
         generation_close_sockets(g);

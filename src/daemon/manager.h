@@ -64,6 +64,8 @@ struct Generation {
         uint64_t drain_deadline_usec;    /* 0 unless draining */
         uint64_t exited_usec;
         uint64_t packets_at_exit;        /* packet count kept after the slot is released */
+        uint64_t tcp_connections_at_exit; /* TCP counts kept after the slot is released */
+        uint64_t tcp_migrated_at_exit;
         char *status;                    /* last STATUS= */
         char *failure;                   /* why it failed or exited, for status and replies */
         char *bind_error;                /* last failed bind() libgrm-bind.so reported, "bind(ADDR) failed: ..." */
@@ -205,6 +207,9 @@ int generation_set_timer(Generation *g, uint64_t usec);
 void generation_release_slot(Generation *g);
 Generation *manager_find_generation_by_pid(Manager *m, pid_t pid);
 uint64_t generation_packets(Generation *g);
+/* TCP connections steered to the generation's listeners and requests migrated into them. */
+void generation_tcp(Generation *g, uint64_t *ret_connections, uint64_t *ret_migrated);
+bool manager_has_tcp(const Manager *m);
 /* why, followed by "(bind(ADDR) failed: ...)" if the instance reported a failed bind(): in buf. */
 const char *generation_explain(Generation *g, const char *why, char *buf, size_t size);
 /* Path of libgrm-bind.so, preloaded into instances with InterceptBind=yes. */
