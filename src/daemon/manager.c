@@ -782,6 +782,8 @@ static int restore_generations(Manager *m, VaultSnapshot *v) {
                 g->exited_usec = record_u64(r, "exited_usec");
                 g->killed = record_u64(r, "killed") != 0;
                 g->packets_at_exit = record_u64(r, "packets_at_exit");
+                g->tcp_connections_at_exit = record_u64(r, "tcp_connections_at_exit");
+                g->tcp_migrated_at_exit = record_u64(r, "tcp_migrated_at_exit");
                 if (ctl_record_get(r, "status"))
                         g->status = strdup(ctl_record_get(r, "status"));
                 if (ctl_record_get(r, "failure"))

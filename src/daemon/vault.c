@@ -16,7 +16,8 @@
  *   group index=I address=udp:… name=…
  *   generation generation=.. slot=.. slot_held=0|1 state=.. pid=.. sockets=.. per_group=..
  *              spawned_usec=.. ready_usec=.. flipped_usec=.. drain_deadline_usec=.. killed=0|1
- *              packets_at_exit=.. [pidfd=K] [status=..] [failure=..]
+ *              packets_at_exit=.. tcp_connections_at_exit=.. tcp_migrated_at_exit=..
+ *              [pidfd=K] [status=..] [failure=..]
  * The fds are: the STEERING_N_MAPS maps in steering_map_names order, then the pidfds (K counts
  * from the first pidfd).
  */
@@ -121,6 +122,8 @@ int vault_save(Manager *m) {
                 ctl_writer_add_u64(&w, "exited_usec", g->exited_usec);
                 ctl_writer_add_u64(&w, "killed", g->killed);
                 ctl_writer_add_u64(&w, "packets_at_exit", g->packets_at_exit);
+                ctl_writer_add_u64(&w, "tcp_connections_at_exit", g->tcp_connections_at_exit);
+                ctl_writer_add_u64(&w, "tcp_migrated_at_exit", g->tcp_migrated_at_exit);
                 if (g->pidfd >= 0 && gen_state_is_live(g->state) && n_fds < VAULT_MAX_FDS) {
                         ctl_writer_add_u64(&w, "pidfd", n_pidfds++);
                         fds[n_fds++] = g->pidfd;
