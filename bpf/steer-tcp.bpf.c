@@ -58,12 +58,44 @@ static __always_inline __u32 sock_index(__u32 slot, __u32 sock) {
         return (group_id * GRM_GEN_SLOTS + slot) * GRM_MAX_SOCKS_PER_GEN + sock;
 }
 
+/* Every field a whole stack slot: without CAP_PERFMON the verifier refuses a narrower store
+ * into a slot the compiler used for a spilled pointer before. */
+struct scan_ctx {
+        struct sk_reuseport_md *md;
+        __u64 base;                     /* socket array index of the slot's listener 0 */
+        __u64 first;                    /* the one already tried */
+        __u64 nsocks;
+        __u64 found;
+        __u64 best;                     /* newest live slot found so far, or GRM_SLOT_NONE */
+        __u64 best_gen;
+};
+
+/* bpf_loop() callback: tries listener i of the slot. The verifier checks a callback once, where
+ * it would follow an open-coded loop iteration by iteration and, without CAP_PERFMON (the shipped
+ * unit has CAP_BPF and CAP_NET_ADMIN only), every speculative path of each: more than it allows. */
+static long scan_listener(__u64 i, void *data) {
+        struct scan_ctx *c = data;
+        __u32 index;
+
+        if (i >= c->nsocks)
+                return 1;
+        if (i == c->first)
+                return 0;
+        index = c->base + (__u32) i;
+        if (bpf_sk_select_reuseport(c->md, &sockets, &index, 0) == 0) {
+                c->found = 1;
+                return 1;
+        }
+        return 0;
+}
+
 /* Selects a listener of a slot: the one the connection's hash points at, or, with scan set and
  * that one closed (an instance closes its listeners one after the other), any other still open.
  * Returns 0 on success. */
-static __always_inline long select_in_slot(struct sk_reuseport_md *ctx, __u32 slot, int scan) {
+static __always_inline long select_in_slot(struct scan_ctx *c, __u32 slot, int scan) {
+        struct sk_reuseport_md *ctx = c->md;
         struct grm_slot *s;
-        __u32 nsocks, first, index;
+        __u32 nsocks, index;
 
         if (slot >= GRM_GEN_SLOTS)
                 return -1;
@@ -74,49 +106,49 @@ static __always_inline long select_in_slot(struct sk_reuseport_md *ctx, __u32 sl
         if (nsocks == 0 || nsocks > GRM_MAX_SOCKS_PER_GEN)
                 return -1;
 
-        first = (__u32) (((__u64) ctx->hash * nsocks) >> 32);
-        index = sock_index(slot, first);
+        c->first = (__u32) (((__u64) ctx->hash * nsocks) >> 32);
+        c->base = sock_index(slot, 0);
+        index = c->base + c->first;
         if (bpf_sk_select_reuseport(ctx, &sockets, &index, 0) == 0)
                 return 0;
         if (!scan)
                 return -1;
-        for (__u32 i = 0; i < GRM_MAX_SOCKS_PER_GEN; i++) {
-                if (i >= nsocks)
-                        break;
-                if (i == first)
-                        continue;
-                index = sock_index(slot, i);
-                if (bpf_sk_select_reuseport(ctx, &sockets, &index, 0) == 0)
-                        return 0;
+        c->nsocks = nsocks;
+        c->found = 0;
+        bpf_loop(GRM_MAX_SOCKS_PER_GEN, scan_listener, c, 0);
+        return c->found ? 0 : -1;
+}
+
+/* bpf_loop() callback for slot i of the scan for the newest live generation: a slot newer than
+ * the best so far whose listener for this connection's hash is open becomes the best. A failed
+ * selection leaves the previous choice in place, so the last successful one is the newest. */
+static long try_newer_slot(__u64 i, void *data) {
+        struct scan_ctx *c = data;
+        __u32 slot = (__u32) i;
+        struct grm_slot *s = bpf_map_lookup_elem(&slots, &slot);
+
+        if (!s || s->gen <= c->best_gen)
+                return 0;
+        if (select_in_slot(c, slot, 0) == 0) {
+                c->best = slot;
+                c->best_gen = s->gen;
         }
-        return -1;
+        return 0;
 }
 
 /* The newest generation (highest number) whose listener for this connection's hash is still
  * open: where connections go while nothing works and nothing is pending. No scan within a slot
- * here: 16 slots times 32 listeners is more than the verifier follows. Returns its slot, or
- * GRM_SLOT_NONE. */
-static __always_inline __u32 select_newest_live(struct sk_reuseport_md *ctx) {
-        __u32 best = GRM_SLOT_NONE, best_gen = 0;
-
-        for (__u32 slot = 0; slot < GRM_GEN_SLOTS; slot++) {
-                __u32 key = slot;
-                struct grm_slot *s = bpf_map_lookup_elem(&slots, &key);
-
-                if (!s || s->gen <= best_gen)
-                        continue;
-                if (select_in_slot(ctx, key, 0) == 0) {
-                        best = key;
-                        best_gen = s->gen;
-                }
-        }
-        /* The last successful selection is the newest slot's (see the UDP program). */
-        return best;
+ * here (one loop, not two nested). Returns its slot, or GRM_SLOT_NONE. */
+static __always_inline __u32 select_newest_live(struct scan_ctx *c) {
+        c->best = GRM_SLOT_NONE;
+        c->best_gen = 0;
+        bpf_loop(GRM_GEN_SLOTS, try_newer_slot, c, 0);
+        return (__u32) c->best;
 }
 
 /* A request leaving a closing listener: the working generation takes it; with none (or none of
  * its listeners open: it is the one closing), the starting one, then the newest live one. */
-static __always_inline int migrate(struct sk_reuseport_md *ctx, struct grm_config *cfg,
+static __always_inline int migrate(struct scan_ctx *c, struct grm_config *cfg,
                                    struct bpf_sock *request) {
         enum grm_stat verdict = request->state == BPF_TCP_NEW_SYN_RECV ? GRM_STAT_TCP_MIGRATED_SYN_RECV
                                                                        : GRM_STAT_TCP_MIGRATED;
@@ -125,12 +157,12 @@ static __always_inline int migrate(struct sk_reuseport_md *ctx, struct grm_confi
         if (!cfg)
                 return finish(GRM_STAT_TCP_MIGRATE_KERNEL, GRM_SLOT_NONE, 1, SK_PASS);
         target = cfg->working_slot;
-        if (target != GRM_SLOT_NONE && select_in_slot(ctx, target, 1) == 0)
+        if (target != GRM_SLOT_NONE && select_in_slot(c, target, 1) == 0)
                 return finish(verdict, target, 1, SK_PASS);
         target = cfg->pending_slot;
-        if (target != GRM_SLOT_NONE && select_in_slot(ctx, target, 1) == 0)
+        if (target != GRM_SLOT_NONE && select_in_slot(c, target, 1) == 0)
                 return finish(verdict, target, 1, SK_PASS);
-        target = select_newest_live(ctx);
+        target = select_newest_live(c);
         if (target != GRM_SLOT_NONE)
                 return finish(verdict, target, 1, SK_PASS);
         /* SK_PASS without a selection: the kernel picks among the listeners left. */
@@ -140,12 +172,16 @@ static __always_inline int migrate(struct sk_reuseport_md *ctx, struct grm_confi
 SEC("sk_reuseport/migrate")
 int grm_steer_tcp(struct sk_reuseport_md *ctx) {
         struct bpf_sock *request = ctx->migrating_sk;
+        /* One for the whole run, so that the compiler never reuses its stack for a narrower
+         * variable (see struct scan_ctx). */
+        struct scan_ctx scan = { .md = ctx };
+        struct scan_ctx *c = &scan;
         struct grm_config *cfg;
         __u32 zero = 0, target;
 
         cfg = bpf_map_lookup_elem(&config, &zero);
         if (request)
-                return migrate(ctx, cfg, request);
+                return migrate(c, cfg, request);
         if (!cfg)
                 return finish(GRM_STAT_TCP_ERR_CONFIG, GRM_SLOT_NONE, 0, SK_PASS);
 
@@ -154,14 +190,14 @@ int grm_steer_tcp(struct sk_reuseport_md *ctx) {
                 /* Once a generation works it gets every new connection: the others are draining
                  * and closing their listeners. With all of its listeners closed (it is going
                  * away; grmd starts another), the kernel picks. */
-                if (select_in_slot(ctx, target, 1) < 0)
+                if (select_in_slot(c, target, 1) < 0)
                         return finish(GRM_STAT_TCP_ERR_SELECT, GRM_SLOT_NONE, 0, SK_PASS);
                 return finish(GRM_STAT_TCP_WORKING, target, 0, SK_PASS);
         }
         target = cfg->pending_slot;
-        if (target != GRM_SLOT_NONE && select_in_slot(ctx, target, 1) == 0)
+        if (target != GRM_SLOT_NONE && select_in_slot(c, target, 1) == 0)
                 return finish(GRM_STAT_TCP_PENDING, target, 0, SK_PASS);
-        target = select_newest_live(ctx);
+        target = select_newest_live(c);
         if (target != GRM_SLOT_NONE)
                 return finish(GRM_STAT_TCP_NEWEST_LIVE, target, 0, SK_PASS);
         /* No generation listens: the kernel picks (the original listener), and the connection

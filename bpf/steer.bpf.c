@@ -93,36 +93,49 @@ static __always_inline int read_remote(struct sk_reuseport_md *ctx, struct grm_f
         return 0;
 }
 
+/* State of the scan for the newest live generation. Every field a whole stack slot: without
+ * CAP_PERFMON (the shipped unit has CAP_BPF and CAP_NET_ADMIN only) the verifier refuses a
+ * narrower store into a slot that held a spilled pointer. */
+struct newest_scan {
+        struct sk_reuseport_md *md;
+        __u64 best;                     /* slot chosen so far, or 0xff */
+        __u64 best_gen;
+        __u64 index;                    /* socket array index chosen in it */
+};
+
+/* bpf_loop() callback for slot i. A slot is only tried if it is newer than the best so far, and
+ * a failed selection leaves the previous choice in place, so the last successful selection is
+ * the newest. A callback is verified once: an open-coded loop over the slots is followed
+ * iteration by iteration, and without CAP_PERFMON along every speculative path, more than the
+ * verifier allows ("The sequence of 8193 jumps is too complex"). */
+static long try_newer_slot(__u64 i, void *data) {
+        struct newest_scan *c = data;
+        __u32 slot = (__u32) i, index;
+        struct grm_slot *s = bpf_map_lookup_elem(&slots, &slot);
+
+        if (!s || s->gen <= c->best_gen)
+                return 0;
+        if (select_in_slot(c->md, slot, &index) == 0) {
+                c->best = slot;
+                c->best_gen = s->gen;
+                c->index = index;
+        }
+        return 0;
+}
+
 /* Selects a socket of the newest generation (highest number) whose slot is live and still has
  * a socket to take the packet: where new flows go while nothing works and nothing is pending
  * (the working generation crashed; its replacement is not started yet), so that a healthy older
- * generation keeps serving. A failed selection leaves the previous choice in place, and a slot is
- * only tried if it is newer than the best one so far, so the last successful call is the newest.
- * Returns the generation << 32 | the socket array index << 8 | the slot, or GRM_SLOT_NONE's low
- * byte (0xff) in the slot byte when nothing is live.
+ * generation keeps serving. Returns the generation << 32 | the socket array index << 8 | the
+ * slot, or GRM_SLOT_NONE's low byte (0xff) in the slot byte when nothing is live.
  *
- * A global (not inlined) function: the verifier checks it once on its own, instead of walking
- * its 16 iterations again for every path of the dissectors that leads to it. */
+ * A global (not inlined) function: the verifier checks it once on its own, instead of again for
+ * every path of the dissectors that leads to it. */
 __attribute__((noinline)) __u64 select_newest_live(struct sk_reuseport_md *ctx) {
-        __u32 best = 0xff, best_gen = 0, best_index = 0;
+        struct newest_scan c = { .md = ctx, .best = 0xff };
 
-        if (!ctx)
-                return 0xff;
-        for (__u32 slot = 0; slot < GRM_GEN_SLOTS; slot++) {
-                /* A copy for the helpers: the loop counter itself stays out of the stack, where
-                 * the verifier could not tell one iteration from the next. */
-                __u32 key = slot, index;
-                struct grm_slot *s = bpf_map_lookup_elem(&slots, &key);
-
-                if (!s || s->gen <= best_gen)
-                        continue;
-                if (select_in_slot(ctx, slot, &index) == 0) {
-                        best = slot;
-                        best_gen = s->gen;
-                        best_index = index;
-                }
-        }
-        return (__u64) best_gen << 32 | (__u64) (best_index & 0xffffff) << 8 | best;
+        bpf_loop(GRM_GEN_SLOTS, try_newer_slot, &c, 0);
+        return c.best_gen << 32 | (c.index & 0xffffff) << 8 | c.best;
 }
 
 /* Where a datagram goes: the slot and socket array index chosen (the last successful
