@@ -195,9 +195,9 @@ union quic_buf {
  * steer-api.h; src/shared/quic-lb.c has the same rules in C): returns 1 with the slot, socket
  * and generation bits, or 0 if the CID is not grm's. wire_len: a long header's DCID length
  * octet, which must agree; 0 for a short header. */
-static __always_inline int quic_decode_cid(const union quic_buf *buf, __u32 wire_len, __u32 *ret_slot,
-                                           __u32 *ret_sock, __u32 *ret_gen_bits) {
-        __u32 octet0 = buf->b[7], config_id = octet0 >> 5, length = (octet0 & 0x1f) + 1, plen, id;
+static __always_inline int quic_decode(__u32 octet0, __u64 w_be, __u64 x_be, __u32 wire_len, __u32 *ret_slot,
+                                       __u32 *ret_sock, __u32 *ret_gen_bits) {
+        __u32 config_id = octet0 >> 5, length = (octet0 & 0x1f) + 1, plen, id;
         struct grm_quic_config *qc;
         __u64 w, x, t;
 
@@ -213,18 +213,23 @@ static __always_inline int quic_decode_cid(const union quic_buf *buf, __u32 wire
         plen = qc->prefix_len;
         if (plen > GRM_QUIC_PREFIX_MAX || length < 1 + plen + GRM_QUIC_GRM_OCTETS + GRM_QUIC_RANDOM_MIN)
                 return 0;
-        w = bpf_be64_to_cpu(buf->q[1]);
+        w = bpf_be64_to_cpu(w_be);
         if ((w & qc->prefix_mask) != qc->prefix)
                 return 0;
         /* The 128-bit CID octets 1..16 shifted left by the prefix: grm's 3 octets on top. Two
          * shifts of 4 * plen each, because a shift by 64 is not 0 in BPF. */
-        x = bpf_be64_to_cpu(buf->q[2]);
+        x = bpf_be64_to_cpu(x_be);
         t = ((w << (plen * 4)) << (plen * 4)) | ((x >> (32 - plen * 4)) >> (32 - plen * 4));
         id = (__u32) (t >> 40);
         *ret_slot = id >> GRM_QUIC_SLOT_SHIFT;
         *ret_sock = (id >> GRM_QUIC_SOCK_SHIFT) & GRM_QUIC_SOCK_MASK;
         *ret_gen_bits = id & GRM_QUIC_GEN_MASK;
         return 1;
+}
+
+static __always_inline int quic_decode_cid(const union quic_buf *buf, __u32 wire_len, __u32 *ret_slot,
+                                           __u32 *ret_sock, __u32 *ret_gen_bits) {
+        return quic_decode(buf->b[7], buf->q[1], buf->q[2], wire_len, ret_slot, ret_sock, ret_gen_bits);
 }
 
 /* A decoded CID: its socket if the slot holds that generation and the socket is open (returns
@@ -359,20 +364,37 @@ static __always_inline void quic_dissect(struct sk_reuseport_md *ctx, struct cho
         quic_first_flight(ctx, c, d, &buf, dcid_len, type == QUIC_INITIAL && payload >= GRM_QUIC_INITIAL_MIN);
 }
 
-SEC("sk_reuseport")
-int grm_steer(struct sk_reuseport_md *ctx) {
+/* The hot path of dissector quic: a 1-RTT datagram whose connection ID names a live generation
+ * and socket. Nothing but the read, the two array lookups and the select, before the rest of the
+ * program sets up its state; returns the slot, or GRM_SLOT_NONE for anything else (which
+ * steer() then reads again, in full). */
+static __always_inline __u32 quic_fast(struct sk_reuseport_md *ctx) {
+        __u8 *data = (__u8 *) (long) ctx->data, *end = (__u8 *) (long) ctx->data_end;
+        __u32 slot = 0, sock = 0, gen_bits = 0;
+        struct choice c;
+
+        /* Straight from the packet when its first octets are in the linear part (always on
+         * loopback, and for small datagrams from most NICs): no helper call. The two 64-bit
+         * words are unaligned loads, which the verifier allows on architectures that have
+         * them. Otherwise the full path reads the datagram with bpf_skb_load_bytes(). */
+        if (data + UDP_HEADER + SHORT_CID_AT + 1 + 16 > end || ctx->len < UDP_HEADER + QUIC_SHORT_MIN)
+                return GRM_SLOT_NONE;
+        if ((data[UDP_HEADER] & 0x80) ||
+            !quic_decode(data[UDP_HEADER + SHORT_CID_AT], *(__u64 *) (data + UDP_HEADER + SHORT_CID_AT + 1),
+                         *(__u64 *) (data + UDP_HEADER + SHORT_CID_AT + 9), 0, &slot, &sock, &gen_bits) ||
+            !quic_select_cid(ctx, &c, slot, sock, gen_bits))
+                return GRM_SLOT_NONE;
+        return c.slot;
+}
+
+static __always_inline int steer(struct sk_reuseport_md *ctx, struct grm_config *cfg) {
         struct choice c = { .slot = GRM_SLOT_NONE };
         struct decision d = { .intent = INTENT_FLOW, .verdict = GRM_STAT_FLOW_CREATED };
         struct grm_flow_key key = { .group = group_id };
         struct grm_flow_value *flow = NULL, new_flow = {};
-        struct grm_config *cfg;
-        __u32 zero = 0, working;
+        __u32 working;
         int keyed = 0, entries = 0;
         __u64 now = 0;
-
-        cfg = bpf_map_lookup_elem(&config, &zero);
-        if (!cfg)
-                return finish(GRM_STAT_ERR_CONFIG, GRM_SLOT_NONE, SK_DROP);
 
         if (cfg->dissector == GRM_DISSECTOR_QUIC)
                 quic_dissect(ctx, &c, &d);
@@ -490,6 +512,23 @@ placed:
                         d.verdict = GRM_STAT_QUIC_FIRST_FLIGHT_CREATED;
         }
         return finish(d.verdict, c.slot, SK_PASS);
+}
+
+SEC("sk_reuseport")
+int grm_steer(struct sk_reuseport_md *ctx) {
+        struct grm_config *cfg;
+        __u32 zero = 0;
+
+        cfg = bpf_map_lookup_elem(&config, &zero);
+        if (!cfg)
+                return finish(GRM_STAT_ERR_CONFIG, GRM_SLOT_NONE, SK_DROP);
+        if (cfg->dissector == GRM_DISSECTOR_QUIC) {
+                __u32 slot = quic_fast(ctx);
+
+                if (slot != GRM_SLOT_NONE)
+                        return finish(GRM_STAT_QUIC_CID_LIVE, slot, SK_PASS);
+        }
+        return steer(ctx, cfg);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -26,6 +26,12 @@
  * per datagram (sendmmsg and the loopback receive path it runs in softirq) is shown too, to put
  * the program's cost in proportion to the whole path.
  *
+ * With --dissector quic every datagram is a QUIC short-header packet whose destination connection
+ * ID is grm's (docs/QUIC.md) for the working generation, one distinct connection ID per flow
+ * (--flows is then the number of connections): the path a 1-RTT packet of an established
+ * connection takes. Its cost is stated against "select" (the floor of any steering program) as
+ * well as against "empty".
+ *
  * grm's program and flow table are found among this process's own file descriptors (steering.h
  * does not hand out their fds): the sk_reuseport program named grm_steer and the map named flows.
  * Run it as root in a private network namespace (tools/bench/steering-cost does).
@@ -49,6 +55,7 @@
 #include <bpf/libbpf.h>
 
 #include "macro.h"
+#include "quic-lb.h"
 #include "steering.h"
 #include "empty.skel.h"
 
@@ -62,6 +69,7 @@
 #define SOURCE_ADDRS_MAX (0x00fe0000U) /* up to 127.254.255.255 */
 #define BATCH           64
 #define PAYLOAD_SIZE    64
+#define QUIC_CID_LEN    12      /* octet 0, grm's 3 octets, 8 octets of connection number */
 #define SERVER_RCVBUF   (16 * 1024 * 1024)
 #define MAX_SOCKS       8
 #define ROUNDS_MAX      100
@@ -367,6 +375,9 @@ static int bench_setup(Bench *b) {
         r = steering_set_settings(b->steering, arg_dissector, FLOW_TIMEOUT_USEC);
         if (r < 0)
                 return log_errno(r, "steering_set_settings(): %m");
+        r = steering_set_quic_config(b->steering, 0, &(QuicLbPrefix) {});
+        if (r < 0)
+                return log_errno(r, "steering_set_quic_config(): %m");
         for (unsigned i = 0; i < arg_sockets; i++) {
                 r = steering_register_socket(b->steering, group, 0, i, b->groups[GROUP_GRM].fds[1 + i]);
                 if (r < 0)
@@ -483,8 +494,27 @@ static int send_batch(int fd, struct mmsghdr *msgs, unsigned n) {
  * The sender's CPU time around each batch (sendmmsg, and the loopback receive path that runs in
  * its softirq) is added to *ret_cpu_ns, the datagrams to *ret_sent.
  */
+/* With --dissector quic: the 1-RTT packet of connection number conn, whose connection ID names
+ * socket conn % --sockets of the working generation (generation 1 in slot 0), as a server
+ * following docs/QUIC.md would have issued it. Otherwise zeros. */
+static void fill_payload(uint8_t payload[PAYLOAD_SIZE], uint64_t conn) {
+        uint8_t id[QUIC_LB_SERVER_ID_MAX];
+        size_t len;
+
+        memset(payload, 0, PAYLOAD_SIZE);
+        if (arg_dissector != GRM_DISSECTOR_QUIC)
+                return;
+        payload[0] = 0x41;                        /* short header, fixed bit, 2-octet number */
+        payload[1] = QUIC_CID_LEN - 1;            /* config id 0, CID length */
+        (void) quic_lb_server_id(&(QuicLbPrefix) {}, 0, (unsigned) (conn % arg_sockets), 1, id, &len);
+        memcpy(payload + 2, id, len);
+        for (unsigned i = 0; i < 8; i++)
+                payload[2 + len + i] = (uint8_t) (conn >> (56 - 8 * i));
+}
+
 static int send_sweep(Bench *b, unsigned group, uint64_t *ret_sent, uint64_t *ret_cpu_ns) {
-        static uint8_t payload[PAYLOAD_SIZE];
+        static uint8_t payloads[BATCH][PAYLOAD_SIZE];
+        struct iovec iovs[BATCH];
         union {
                 char buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
                 struct cmsghdr align;
@@ -494,7 +524,6 @@ static int send_sweep(Bench *b, unsigned group, uint64_t *ret_sent, uint64_t *re
                 .sin_port = htons(b->groups[group].port),
                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
         };
-        struct iovec iov = { .iov_base = payload, .iov_len = sizeof(payload) };
         struct mmsghdr msgs[BATCH];
         int r;
 
@@ -505,11 +534,12 @@ static int send_sweep(Bench *b, unsigned group, uint64_t *ret_sent, uint64_t *re
                 c->cmsg_level = IPPROTO_IP;
                 c->cmsg_type = IP_PKTINFO;
                 c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+                iovs[i] = (struct iovec) { .iov_base = payloads[i], .iov_len = PAYLOAD_SIZE };
                 msgs[i] = (struct mmsghdr) {
                         .msg_hdr = {
                                 .msg_name = &dest,
                                 .msg_namelen = sizeof(dest),
-                                .msg_iov = &iov,
+                                .msg_iov = &iovs[i],
                                 .msg_iovlen = 1,
                                 .msg_control = ctl[i].buf,
                                 .msg_controllen = sizeof(ctl[i].buf),
@@ -527,7 +557,12 @@ static int send_sweep(Bench *b, unsigned group, uint64_t *ret_sent, uint64_t *re
                         memcpy(CMSG_DATA((struct cmsghdr *) ctl[i].buf), &pi, sizeof(pi));
                 }
                 for (unsigned p = 0; p < b->n_ports; p++) {
-                        uint64_t t0 = clock_nsec(CLOCK_THREAD_CPUTIME_ID);
+                        uint64_t t0;
+
+                        /* Connection numbers: one per remote (source port, source address). */
+                        for (unsigned i = 0; i < n; i++)
+                                fill_payload(payloads[i], (uint64_t) p * b->n_addrs + a0 + i);
+                        t0 = clock_nsec(CLOCK_THREAD_CPUTIME_ID);
 
                         r = send_batch(b->source_fds[p], msgs, n);
                         if (r < 0)
@@ -632,7 +667,7 @@ static double median(double *v, unsigned n) {
 }
 
 static const char *dissector_name(int d) {
-        return d == GRM_DISSECTOR_NONE ? "none" : "flow";
+        return d == GRM_DISSECTOR_NONE ? "none" : d == GRM_DISSECTOR_QUIC ? "quic" : "flow";
 }
 
 static int help(void) {
@@ -644,9 +679,11 @@ static int help(void) {
                "same load: empty (SK_PASS), select (selects a socket), minflow (one hash lookup\n"
                "and a select). Needs root; run it in a private network namespace with lo up.\n"
                "\n"
-               "  -D --dissector none|flow  grm's dissector (default flow)\n"
-               "  -f --flows N              distinct remotes (source address and port)\n"
-               "                            (default 1000)\n"
+               "  -D --dissector none|flow|quic\n"
+               "                            grm's dissector (default flow); quic sends 1-RTT\n"
+               "                            packets with grm's connection IDs, one per flow\n"
+               "  -f --flows N              distinct remotes (source address and port), and\n"
+               "                            with quic distinct connection IDs (default 1000)\n"
                "  -t --flow-table-size N    flow table entries (default: 65536, or the next power\n"
                "                            of two >= N when N is larger)\n"
                "  -r --rounds N             rounds (default 6)\n"
@@ -704,8 +741,10 @@ static int parse_argv(int argc, char *argv[]) {
                                 arg_dissector = GRM_DISSECTOR_NONE;
                         else if (streq(optarg, "flow"))
                                 arg_dissector = GRM_DISSECTOR_FLOW;
+                        else if (streq(optarg, "quic"))
+                                arg_dissector = GRM_DISSECTOR_QUIC;
                         else {
-                                fprintf(stderr, "%s: --dissector: expected none or flow, got '%s'\n",
+                                fprintf(stderr, "%s: --dissector: expected none, flow or quic, got '%s'\n",
                                         program_invocation_short_name, optarg);
                                 return -EINVAL;
                         }
@@ -770,6 +809,7 @@ typedef struct Summary {
         double ns[_GROUP_MAX];           /* median run time per run */
         double send_ns[_GROUP_MAX];      /* median sender CPU time per datagram */
         double ratio, ratio_min, ratio_max;
+        double ratio_select, ratio_select_min, ratio_select_max; /* grm / select */
         uint64_t verdicts[_GRM_STAT_MAX];
         uint64_t packets, lost;
         struct bpf_map_info map_info;
@@ -777,7 +817,7 @@ typedef struct Summary {
 } Summary;
 
 static int summarize(Bench *b, uint64_t flows, uint64_t sweeps, Summary *ret) {
-        double ns[_GROUP_MAX][ROUNDS_MAX], cpu[_GROUP_MAX][ROUNDS_MAX], ratio[ROUNDS_MAX];
+        double ns[_GROUP_MAX][ROUNDS_MAX], cpu[_GROUP_MAX][ROUNDS_MAX], ratio[ROUNDS_MAX], ratio_select[ROUNDS_MAX];
         uint32_t len = sizeof(ret->map_info);
         int r;
 
@@ -792,6 +832,7 @@ static int summarize(Bench *b, uint64_t flows, uint64_t sweeps, Summary *ret) {
                         ret->packets += p[g].packets;
                 }
                 ratio[round] = ns[GROUP_EMPTY][round] > 0 ? ns[GROUP_GRM][round] / ns[GROUP_EMPTY][round] : 0;
+                ratio_select[round] = ns[GROUP_SELECT][round] > 0 ? ns[GROUP_GRM][round] / ns[GROUP_SELECT][round] : 0;
                 for (unsigned i = 0; i < _GRM_STAT_MAX; i++)
                         ret->verdicts[i] += p[GROUP_GRM].verdicts[i];
         }
@@ -802,6 +843,9 @@ static int summarize(Bench *b, uint64_t flows, uint64_t sweeps, Summary *ret) {
         ret->ratio = median(ratio, arg_rounds); /* sorts ratio */
         ret->ratio_min = ratio[0];
         ret->ratio_max = ratio[arg_rounds - 1];
+        ret->ratio_select = median(ratio_select, arg_rounds);
+        ret->ratio_select_min = ratio_select[0];
+        ret->ratio_select_max = ratio_select[arg_rounds - 1];
 
         if (bpf_obj_get_info_by_fd(b->flows_map_fd, &ret->map_info, &len) < 0)
                 return log_errno(negative_errno(), "cannot read the flow table's info: %m");
@@ -821,6 +865,8 @@ static void print_json(const Summary *sum) {
                dissector_name(arg_dissector), sum->flows, sum->live, sum->total, arg_rounds,
                sum->packets_per_phase, arg_interleave ? "interleave" : "alternate", sum->ratio,
                sum->ratio_min, sum->ratio_max);
+        printf(",\"ratio_select\":%.3f,\"ratio_select_min\":%.3f,\"ratio_select_max\":%.3f",
+               sum->ratio_select, sum->ratio_select_min, sum->ratio_select_max);
         printf(",\"run_ns\":{");
         for (unsigned g = 0; g < _GROUP_MAX; g++)
                 printf("%s\"%s\":%.1f", g > 0 ? "," : "", group_names[g], sum->ns[g]);
@@ -839,9 +885,10 @@ static void print_json(const Summary *sum) {
 
 static void print_human(const Summary *sum) {
         printf("\nmedian ns per run: grm %.1f, empty %.1f, select %.1f, minflow %.1f; "
-               "grm/empty %.2f (rounds %.2f..%.2f)\n",
+               "grm/empty %.2f (rounds %.2f..%.2f), grm/select %.2f (rounds %.2f..%.2f)\n",
                sum->ns[GROUP_GRM], sum->ns[GROUP_EMPTY], sum->ns[GROUP_SELECT], sum->ns[GROUP_MINFLOW],
-               sum->ratio, sum->ratio_min, sum->ratio_max);
+               sum->ratio, sum->ratio_min, sum->ratio_max, sum->ratio_select, sum->ratio_select_min,
+               sum->ratio_select_max);
         printf("sender CPU per datagram (send + loopback delivery): grm %.0f ns, empty %.0f ns\n",
                sum->send_ns[GROUP_GRM], sum->send_ns[GROUP_EMPTY]);
         printf("grm verdicts during the rounds:");
