@@ -309,7 +309,7 @@ static void handle_request(CtlConnection *c, const void *buf, size_t len) {
                 c->timer = sd_event_source_disable_unref(c->timer);
                 c->restart = true;
                 /* Replies (busy, rejected, ...) may free c before this returns. */
-                (void) manager_request_restart(m, c, timeout);
+                (void) restart_request(m, c, timeout);
                 return;
         }
         m->ctl_malformed++;

@@ -3,7 +3,7 @@
  * One generation: its sockets (one set per group, registered in the steering maps before the
  * instance starts), its process (spawned in the socket-activation convention, in a session and
  * process group of its own, as the configured user with no capabilities), and its timer.
- * Decisions about what a generation's events mean are manager.c's.
+ * Decisions about what a generation's events mean are restart.c's.
  */
 #include <elf.h>
 #include <fcntl.h>
@@ -135,10 +135,10 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         char buf[256];
 
         if (g->state == GEN_STARTING)
-                manager_on_failed(g->manager, g, GRM_OUTCOME_TIMEOUT,
+                restart_on_failed(g->manager, g, GRM_OUTCOME_TIMEOUT,
                                   generation_explain(g, "not ready before the start timeout", buf, sizeof(buf)));
         else if (g->state == GEN_DRAINING)
-                manager_on_deadline(g->manager, g);
+                restart_on_deadline(g->manager, g);
         return 0;
 }
 
@@ -166,9 +166,9 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         if (g->state == GEN_STARTING) {
                 /* A server that could not bind exits: say which address it could not have. */
                 char buf[sizeof(why) + 160];
-                manager_on_exited(g->manager, g, generation_explain(g, why, buf, sizeof(buf)));
+                restart_on_exited(g->manager, g, generation_explain(g, why, buf, sizeof(buf)));
         } else
-                manager_on_exited(g->manager, g, why);
+                restart_on_exited(g->manager, g, why);
         return 0;
 }
 
@@ -179,7 +179,7 @@ static int on_pidfd_readable(sd_event_source *s, int fd, uint32_t revents, void 
 
         g->child_source = sd_event_source_disable_unref(g->child_source);
         g->pidfd = safe_close(g->pidfd);
-        manager_on_exited(g->manager, g, "exited (status unknown: it was started by an earlier grmd)");
+        restart_on_exited(g->manager, g, "exited (status unknown: it was started by an earlier grmd)");
         return 0;
 }
 

@@ -279,14 +279,14 @@ int main(int argc, char *argv[]) {
         r = check_bpf_capability();
         if (r < 0)
                 return EXIT_FAILURE;
-        r = manager_startup(m);
+        r = takeover_startup(m);
         if (r < 0)
                 return EXIT_FAILURE;
         r = manager_run(m);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m"), EXIT_FAILURE;
         if (m->reexec_pending)
-                return manager_reexec(m) < 0 ? EXIT_FAILURE : EXIT_SUCCESS; /* returns only on failure */
+                return takeover_reexec(m) < 0 ? EXIT_FAILURE : EXIT_SUCCESS; /* returns only on failure */
         manager_clear_fd_store(m);
         return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

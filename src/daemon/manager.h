@@ -4,7 +4,11 @@
  * generation, the notify socket and the control server. The modules of src/daemon each own one
  * part of it:
  *
- *   manager.c     restarts (check, spawn, flip, drain, roll back), crash replacement, shutdown
+ *   manager.c     the event loop and the sets, STATUS=, journal events, stop signals
+ *   restart.c     restarts (check, spawn, flip, drain, roll back), crash replacement, stop
+ *   takeover.c    start-up (sockets, steering, a previous grmd's snapshot) and reexec
+ *   snapshot.c    the hand-over format: the only writer and reader of a snapshot
+ *   vault.c       where snapshots are kept across grmd's death (the fd store)
  *   generation.c  one application instance: its sockets, its process, its timers
  *   group.c       the listening addresses and fresh per-generation sockets cloned from them
  *   notify.c      the NOTIFY_SOCKET every instance reports to
@@ -25,6 +29,7 @@
 #include "config.h"
 #include "ctl-protocol.h"
 #include "gen-state.h"
+#include "macro.h"
 #include "ratelimit.h"
 #include "sock-diag.h"
 #include "steering.h"
@@ -79,13 +84,23 @@ struct Generation {
         Generation *next;                /* Manager.generations, newest first */
 };
 
-/* The newest state snapshot found in a vault (vault.c). */
-typedef struct VaultSnapshot {
-        CtlMessage *msg;
-        int *fds;                        /* STEERING_N_MAPS maps, then pidfds */
-        size_t n_fds;
+typedef struct SnapshotGroup {
+        uint64_t index;
+        char *address;
+} SnapshotGroup;
+
+/* A snapshot as read back (snapshot.c): what a previous grmd handed over. */
+typedef struct Snapshot {
+        uint64_t version;
         uint64_t seq;
-} VaultSnapshot;
+        uint32_t last_gen;
+        unsigned crash_count;
+        uint64_t restarts_done, restarts_failed;
+        SnapshotGroup *groups;
+        size_t n_groups;
+        Generation *generations;         /* with their pidfds; manager not set; newest first */
+        int map_fds[STEERING_N_MAPS];    /* in steering_map_names order */
+} Snapshot;
 
 #define VAULT_PREFIX "grm-vault-"
 #define NOTIFY_FDNAME "grm-notify"
@@ -165,19 +180,60 @@ static inline void manager_freep(Manager **m) {
         manager_free(*m);
 }
 int manager_load_config(Manager *m, Config *ret, char **ret_error);
-int manager_startup(Manager *m);
 int manager_run(Manager *m);
-int manager_reexec(Manager *m);
+int manager_watch_stop_signals(Manager *m);
 /* On a clean exit: nothing of ours stays in systemd's fd store. */
 void manager_clear_fd_store(Manager *m);
-/* Starts a restart on behalf of a control connection (NULL: automatic). Replies busy itself. */
-int manager_request_restart(Manager *m, CtlConnection *c, uint64_t timeout_usec);
-void manager_on_ready(Manager *m, Generation *g);
-void manager_on_failed(Manager *m, Generation *g, GrmOutcome outcome, const char *why);
-void manager_on_exited(Manager *m, Generation *g, const char *why);
-void manager_on_deadline(Manager *m, Generation *g);
+/* After every change of state: systemd's STATUS= and the vault snapshot. */
+void manager_state_changed(Manager *m);
+/* Drops exited generations beyond the history length. */
+void manager_prune_history(Manager *m);
+/* While stopping: exits the event loop once no generation is left. */
+void manager_maybe_exit(Manager *m);
+void manager_log_event(int level, const char *message_id, const char *event, const Generation *g,
+                       const char *outcome, const char *format, ...) _printf_(6, 7);
 uint64_t now_usec(void);
 void test_kill_point(const char *name);
+
+/* MESSAGE_IDs of manager_log_event(), documented in grm.catalog. */
+#define MESSAGE_RESTART_STARTED   "e02847267dd24f24b7cc53ed0733d704"
+#define MESSAGE_RESTART_SUCCEEDED "f0fb1bdc867041669f48f280fd01070c"
+#define MESSAGE_RESTART_FAILED    "9262e7c43df440eebce3ec6066059415"
+#define MESSAGE_INSTANCE_CRASHED  "99863a12eb304635a78960da62e572a6"
+#define MESSAGE_DRAIN_DEADLINE    "a5b3785c225944ad8e4328da1d09559b"
+#define MESSAGE_STATE_RECOVERED   "427b2480b0a54e4fbae35ece44cd05d1"
+
+/* restart.c */
+/* Starts a restart on behalf of a control connection (NULL: automatic). Replies busy itself. */
+int restart_request(Manager *m, CtlConnection *c, uint64_t timeout_usec);
+void restart_on_ready(Manager *m, Generation *g);
+void restart_on_failed(Manager *m, Generation *g, GrmOutcome outcome, const char *why);
+void restart_on_exited(Manager *m, Generation *g, const char *why);
+void restart_on_deadline(Manager *m, Generation *g);
+/* Stop: cancel the restart under way, drain every generation. */
+void restart_stop(Manager *m);
+/* Frees the restart under way without a result (grmd is going away). */
+void restart_abandon(Manager *m);
+/* Takeover: the maps say g works (the previous grmd died between the flip and its snapshot). */
+void restart_adopt_flip(Manager *m, Generation *g);
+/* Takeover: g was starting under the previous grmd; its restart goes on without a requester. */
+int restart_adopt(Manager *m, Generation *g);
+
+/* takeover.c */
+int takeover_startup(Manager *m);
+/* grmctl reexec: only returns on failure. */
+int takeover_reexec(Manager *m);
+
+/* snapshot.c */
+/* Writes the manager's state as one snapshot numbered seq into a new buffer; the fds to send with
+ * it (the maps, then pidfds; borrowed, not duplicated) into fds (room for max_fds). */
+int snapshot_write(Manager *m, uint64_t seq, char **ret_buf, size_t *ret_len, int *fds,
+                   size_t max_fds, size_t *ret_n_fds);
+/* Parses one snapshot. Takes ownership of all n_fds fds, whatever it returns. */
+int snapshot_read(const void *buf, size_t len, int *fds, size_t n_fds, Snapshot **ret);
+/* The sequence number of a snapshot, from its first bytes (len of them at head). */
+int snapshot_peek_seq(const char *head, size_t len, uint64_t *ret);
+Snapshot *snapshot_free(Snapshot *s);
 
 /* group.c */
 int group_from_fd(int fd, const char *name, Group *ret);
@@ -227,8 +283,8 @@ void notify_close(Manager *m);
 /* vault.c */
 int vault_open(Manager *m);
 int vault_save(Manager *m);
-int vault_recover(int fd, VaultSnapshot **ret);
-void vault_snapshot_free(VaultSnapshot *v);
+/* The newest snapshot queued on a vault's reading end fd (dequeued), or -ENOENT. */
+int vault_recover(int fd, Snapshot **ret);
 void vault_close(Manager *m, bool remove_from_store);
 
 /* ctl-server.c */

@@ -62,7 +62,7 @@ static void handle_message(Manager *m, Generation *g, const NotifyMessage *msg) 
                 char why[96], buf[256];
                 snprintf(why, sizeof(why), "reported ERRNO=%d (%s)", msg->errno_value,
                          strerror(msg->errno_value));
-                manager_on_failed(m, g, GRM_OUTCOME_FAILED, generation_explain(g, why, buf, sizeof(buf)));
+                restart_on_failed(m, g, GRM_OUTCOME_FAILED, generation_explain(g, why, buf, sizeof(buf)));
                 return;
         }
         if (msg->extend_timeout_usec != UINT64_MAX && g->state == GEN_STARTING) {
@@ -82,7 +82,7 @@ static void handle_message(Manager *m, Generation *g, const NotifyMessage *msg) 
         if (msg->ready) {
                 if (g->state == GEN_STARTING) {
                         g->ready_seen_usec = now_usec();
-                        manager_on_ready(m, g);
+                        restart_on_ready(m, g);
                 } else
                         log_debug("Ignoring repeated READY=1 from generation %" PRIu32, g->gen);
         }

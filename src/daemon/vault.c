@@ -11,15 +11,7 @@
  * always holds at least one complete snapshot, whenever grmd dies. On exec (grmctl reexec) the
  * reading end is passed on like a stored fd.
  *
- * Record format (one datagram):
- *   grmd version=1 seq=N last_gen=.. crash_count=.. restarts_done=.. restarts_failed=..
- *   group index=I address=udp:… name=…
- *   generation generation=.. slot=.. slot_held=0|1 state=.. pid=.. sockets=.. per_group=..
- *              spawned_usec=.. ready_usec=.. flipped_usec=.. drain_deadline_usec=.. killed=0|1
- *              packets_at_exit=.. tcp_connections_at_exit=.. tcp_migrated_at_exit=..
- *              [pidfd=K] [status=..] [failure=..]
- * The fds are: the STEERING_N_MAPS maps in steering_map_names order, then the pidfds (K counts
- * from the first pidfd).
+ * What a snapshot holds and how it is encoded is snapshot.c's alone.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -80,63 +72,17 @@ int vault_save(Manager *m) {
         _cleanup_free_ char *buf = NULL;
         int fds[VAULT_MAX_FDS], map_fds[STEERING_N_MAPS];
         size_t n_fds = 0, len;
-        unsigned n_pidfds = 0;
         uint64_t seq;
-        CtlWriter w;
         int r;
 
-        if (m->vault_w < 0 || steering_get_map_fds(m->steering, map_fds) < 0)
+        /* Nothing to hand over before the maps exist. */
+        if (m->vault_w < 0 || !m->steering || steering_get_map_fds(m->steering, map_fds) < 0)
                 return 0;
-        for (unsigned i = 0; i < STEERING_N_MAPS; i++)
-                fds[n_fds++] = map_fds[i];
-
-        seq = ++m->vault_seq;
-        ctl_writer_init(&w);
-        ctl_writer_record(&w, "grmd");
-        ctl_writer_add_u64(&w, "version", GRM_CTL_PROTOCOL_VERSION);
-        ctl_writer_add_u64(&w, "seq", seq);
-        ctl_writer_add_u64(&w, "last_gen", m->last_gen);
-        ctl_writer_add_u64(&w, "crash_count", m->crash_count);
-        ctl_writer_add_u64(&w, "restarts_done", m->restarts_done);
-        ctl_writer_add_u64(&w, "restarts_failed", m->restarts_failed);
-        for (unsigned i = 0; i < m->n_groups; i++) {
-                ctl_writer_record(&w, "group");
-                ctl_writer_add_u64(&w, "index", i);
-                ctl_writer_add(&w, "address", m->groups[i].address);
-                ctl_writer_add(&w, "name", m->groups[i].name);
-        }
-        for (Generation *g = m->generations; g; g = g->next) {
-                ctl_writer_record(&w, "generation");
-                ctl_writer_add_u64(&w, "generation", g->gen);
-                ctl_writer_add_u64(&w, "slot", g->slot);
-                ctl_writer_add_u64(&w, "slot_held", g->slot_held);
-                ctl_writer_add(&w, "state", gen_state_to_string(g->state));
-                ctl_writer_add_u64(&w, "pid", (uint64_t) g->pid);
-                ctl_writer_add_u64(&w, "sockets", g->n_fds);
-                ctl_writer_add_u64(&w, "per_group", g->sockets_per_group);
-                ctl_writer_add_u64(&w, "spawned_usec", g->spawned_usec);
-                ctl_writer_add_u64(&w, "ready_usec", g->ready_usec);
-                ctl_writer_add_u64(&w, "ready_seen_usec", g->ready_seen_usec);
-                ctl_writer_add_u64(&w, "flipped_usec", g->flipped_usec);
-                ctl_writer_add_u64(&w, "drain_deadline_usec", g->drain_deadline_usec);
-                ctl_writer_add_u64(&w, "exited_usec", g->exited_usec);
-                ctl_writer_add_u64(&w, "killed", g->killed);
-                ctl_writer_add_u64(&w, "packets_at_exit", g->packets_at_exit);
-                ctl_writer_add_u64(&w, "tcp_connections_at_exit", g->tcp_connections_at_exit);
-                ctl_writer_add_u64(&w, "tcp_migrated_at_exit", g->tcp_migrated_at_exit);
-                if (g->pidfd >= 0 && gen_state_is_live(g->state) && n_fds < VAULT_MAX_FDS) {
-                        ctl_writer_add_u64(&w, "pidfd", n_pidfds++);
-                        fds[n_fds++] = g->pidfd;
-                }
-                if (g->status)
-                        ctl_writer_add(&w, "status", g->status);
-                if (g->failure)
-                        ctl_writer_add(&w, "failure", g->failure);
-        }
-        r = ctl_writer_finish(&w, &buf, &len);
-        ctl_writer_done(&w);
+        seq = m->vault_seq + 1;
+        r = snapshot_write(m, seq, &buf, &len, fds, VAULT_MAX_FDS, &n_fds);
         if (r < 0)
                 return log_error_errno(r, "Failed to serialize state: %m");
+        m->vault_seq = seq;
 
         union {
                 struct cmsghdr align;
@@ -162,14 +108,11 @@ int vault_save(Manager *m) {
         for (;;) {
                 char head[64];
                 uint64_t old_seq;
-                ssize_t n = recv(m->vault_r, head, sizeof(head) - 1, MSG_PEEK | MSG_DONTWAIT);
-                const char *p;
+                ssize_t n = recv(m->vault_r, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
 
                 if (n <= 0)
                         break;
-                head[n] = 0;
-                p = strstr(head, " seq=");
-                if (!p || sscanf(p + 5, "%" SCNu64, &old_seq) != 1 || old_seq >= seq)
+                if (snapshot_peek_seq(head, (size_t) n, &old_seq) < 0 || old_seq >= seq)
                         break;
                 union {
                         struct cmsghdr align;
@@ -186,20 +129,10 @@ int vault_save(Manager *m) {
         return 0;
 }
 
-void vault_snapshot_free(VaultSnapshot *v) {
-        if (!v)
-                return;
-        ctl_message_free(v->msg);
-        close_fds(v->fds, v->n_fds);
-        free(v->fds);
-        free(v);
-}
-
 /* Reads every snapshot queued on fd and keeps the newest. */
-int vault_recover(int fd, VaultSnapshot **ret) {
+int vault_recover(int fd, Snapshot **ret) {
         _cleanup_free_ char *buf = malloc(GRM_CTL_MESSAGE_MAX + 1);
-        VaultSnapshot *best = NULL;
-        uint64_t best_seq = 0;
+        Snapshot *best = NULL;
 
         if (!buf)
                 return -ENOMEM;
@@ -215,11 +148,9 @@ int vault_recover(int fd, VaultSnapshot **ret) {
                         .msg_control = &control,
                         .msg_controllen = sizeof(control),
                 };
-                int *fds = NULL;
+                int fds[VAULT_MAX_FDS];
                 size_t n_fds = 0;
-                CtlMessage *msg = NULL;
-                const CtlRecord *head;
-                uint64_t seq = 0;
+                Snapshot *s = NULL;
                 ssize_t n;
 
                 n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
@@ -227,41 +158,32 @@ int vault_recover(int fd, VaultSnapshot **ret) {
                         break;
                 for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
                         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                                n_fds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                                fds = malloc(sizeof(int) * (n_fds ? n_fds : 1));
-                                if (!fds) {
-                                        close_fds((int *) CMSG_DATA(c), n_fds);
-                                        n_fds = 0;
+                                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+                                if (n_fds + k > VAULT_MAX_FDS) {
+                                        close_fds((int *) CMSG_DATA(c), k);
                                         continue;
                                 }
-                                memcpy(fds, CMSG_DATA(c), sizeof(int) * n_fds);
+                                memcpy(fds + n_fds, CMSG_DATA(c), sizeof(int) * k);
+                                n_fds += k;
                         }
 
-                if ((size_t) n > GRM_CTL_MESSAGE_MAX || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-                    ctl_message_parse(buf, (size_t) n, GRM_CTL_MESSAGE_MAX, &msg) < 0 ||
-                    !(head = ctl_message_find(msg, "grmd")) || ctl_record_get_u64(head, "seq", &seq) < 0 ||
-                    n_fds < STEERING_N_MAPS || (best && seq <= best_seq)) {
-                        ctl_message_free(msg);
+                if ((size_t) n > GRM_CTL_MESSAGE_MAX || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
                         close_fds(fds, n_fds);
-                        free(fds);
                         continue;
                 }
-                vault_snapshot_free(best);
-                best = calloc(1, sizeof(*best));
-                if (!best) {
-                        ctl_message_free(msg);
-                        close_fds(fds, n_fds);
-                        free(fds);
-                        return -ENOMEM;
+                /* snapshot_read() takes the fds, whatever it returns. */
+                if (snapshot_read(buf, (size_t) n, fds, n_fds, &s) < 0)
+                        continue;
+                if (best && s->seq <= best->seq) {
+                        snapshot_free(s);
+                        continue;
                 }
-                best->msg = msg;
-                best->fds = fds;
-                best->n_fds = n_fds;
-                best_seq = seq;
+                snapshot_free(best);
+                best = s;
         }
         if (!best)
                 return -ENOENT;
-        best->seq = best_seq;
         *ret = best;
         return 0;
 }

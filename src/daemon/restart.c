@@ -1,0 +1,495 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The restart state machine, the only place that decides what a generation's events mean:
+ *
+ *   request -> re-read config -> exec-check -> spawn generation N (sockets registered first)
+ *           -> READY=1: flip working to N (one map update), drain every older live generation
+ *           -> failure (exit, ERRNO=, timeout): kill N, release its slot, N-1 keeps working
+ *
+ * A working instance that dies is replaced by an automatic restart with back-off. A stop (SIGTERM,
+ * SIGINT) drains every generation; the manager exits once all are gone.
+ *
+ * Events come in from notify.c (READY=1, ERRNO=), generation.c (exit, timers) and ctl-server.c
+ * (requests); results go out to the requester through ctl-server.c.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+
+#define RESPAWN_MIN_USEC (100 * USEC_PER_MSEC)
+#define RESPAWN_MAX_USEC (30 * USEC_PER_SEC)
+#define STABLE_USEC (10 * USEC_PER_SEC)  /* working this long resets the crash back-off */
+
+static void restart_free(Restart *r) {
+        if (!r)
+                return;
+        sd_event_source_disable_unref(r->check_source);
+        if (r->check_pidfd >= 0) {
+                (void) pidfd_send_signal(r->check_pidfd, SIGKILL, NULL, 0);
+                (void) waitpid(r->check_pid, NULL, 0);
+        }
+        safe_close(r->check_pidfd);
+        config_done(&r->config);
+        free(r);
+}
+
+static int generation_transition(Generation *g, GenEvent event) {
+        GenState next;
+        int r;
+
+        r = gen_state_next(g->state, event, &next);
+        if (r < 0) {
+                log_debug("Generation %" PRIu32 ": ignoring event %s in state %s", g->gen,
+                          gen_event_to_string(event), gen_state_to_string(g->state));
+                return r;
+        }
+        g->state = next;
+        return 0;
+}
+
+static void generation_set_failure(Generation *g, const char *why) {
+        free(g->failure);
+        g->failure = why ? strdup(why) : NULL;
+}
+
+static int find_free_slot(Manager *m, int *ret) {
+        bool used[GRM_GEN_SLOTS] = {};
+
+        for (Generation *g = m->generations; g; g = g->next)
+                if (g->slot_held)
+                        used[g->slot] = true;
+        for (unsigned s = 0; s < GRM_GEN_SLOTS; s++) {
+                /* Prefer the slot after the last generation's, so slots are reused late. */
+                unsigned slot = (m->last_gen + s) % GRM_GEN_SLOTS;
+                if (!used[slot]) {
+                        *ret = (int) slot;
+                        return 0;
+                }
+        }
+        return -EBUSY;
+}
+static void restart_finish(Manager *m, GrmOutcome outcome, const char *message) {
+        Restart *r = m->restart;
+        Generation *g;
+
+        if (!r)
+                return;
+        g = r->gen;
+        r->outcome = outcome;
+        if (outcome == GRM_OUTCOME_DONE)
+                m->restarts_done++;
+        else
+                m->restarts_failed++;
+        if (outcome == GRM_OUTCOME_DONE)
+                manager_log_event(LOG_INFO, MESSAGE_RESTART_SUCCEEDED, "restart-succeeded", g, "done",
+                          "Restart to generation %" PRIu32 " done: pid %d ready after %" PRIu64 " ms.",
+                          g->gen, (int) g->pid, (g->ready_usec - g->spawned_usec) / 1000);
+        else
+                manager_log_event(LOG_ERR, MESSAGE_RESTART_FAILED, "restart-failed", g, grm_outcome_to_string(outcome),
+                          "Restart failed (%s): %s", grm_outcome_to_string(outcome), message);
+        /* systemd: the reload (if this was one) is over, whatever its outcome. */
+        if (!r->automatic)
+                (void) sd_notify(false, "READY=1");
+
+        ctl_connection_result(r->requester, outcome, g, message);
+        m->restart = NULL;
+        restart_free(r);
+        manager_state_changed(m);
+        manager_prune_history(m);
+}
+
+static int on_respawn(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        m->respawn_timer = sd_event_source_disable_unref(m->respawn_timer);
+        if (m->stopping || m->working || m->restart)
+                return 0;
+        (void) restart_request(m, NULL, USEC_INFINITY);
+        return 0;
+}
+
+/* Nothing works: start a new generation after the back-off delay. */
+static void schedule_respawn(Manager *m) {
+        uint64_t delay = RESPAWN_MIN_USEC;
+
+        if (m->stopping || m->working || m->restart || m->respawn_timer)
+                return;
+        for (unsigned i = 0; i < m->crash_count && delay < RESPAWN_MAX_USEC; i++)
+                delay *= 2;
+        if (delay > RESPAWN_MAX_USEC)
+                delay = RESPAWN_MAX_USEC;
+        m->crash_count++;
+        log_notice("Starting a new generation in %" PRIu64 " ms.", delay / 1000);
+        if (sd_event_add_time_relative(m->event, &m->respawn_timer, CLOCK_MONOTONIC, delay,
+                                       USEC_PER_MSEC, on_respawn, m) < 0)
+                log_error("Failed to arm the respawn timer; no generation will be started.");
+}
+
+static void generation_start_drain(Manager *m, Generation *g, GenEvent why) {
+        uint64_t timeout = m->config.drain_timeout_usec;
+        int r;
+
+        if (timeout == CONFIG_DRAIN_TIMEOUT_INFINITY)
+                timeout = USEC_INFINITY;
+
+        if (generation_transition(g, why) < 0)
+                return;
+        if (g->drain_deadline_usec != 0)
+                return; /* already draining: keep its deadline */
+        g->drain_deadline_usec = timeout == USEC_INFINITY ? USEC_INFINITY : now_usec() + timeout;
+        r = generation_signal(g, m->config.drain_signal, false);
+        if (r < 0)
+                log_warning_errno(r, "Failed to send %s to generation %" PRIu32 " (pid %d): %m",
+                                  strempty(signal_to_name(m->config.drain_signal)), g->gen, (int) g->pid);
+        else
+                log_info("Generation %" PRIu32 " (pid %d) draining, deadline in %" PRIu64 " s.", g->gen,
+                         (int) g->pid, timeout == USEC_INFINITY ? 0 : timeout / USEC_PER_SEC);
+        r = generation_set_timer(g, g->drain_deadline_usec);
+        if (r < 0)
+                log_error_errno(r, "Failed to arm the drain deadline of generation %" PRIu32 ": %m", g->gen);
+}
+
+void restart_on_ready(Manager *m, Generation *g) {
+        Generation *old = m->working;
+        int r;
+
+        if (generation_transition(g, GEN_EVENT_READY) < 0)
+                return;
+        g->ready_usec = now_usec();
+        (void) generation_set_timer(g, USEC_INFINITY);
+
+        r = steering_set_working(m->steering, g->slot, GRM_SLOT_NONE);
+        if (r < 0) {
+                log_error_errno(r, "Failed to make generation %" PRIu32 " the working one: %m", g->gen);
+                restart_on_failed(m, g, GRM_OUTCOME_INTERNAL, "could not update the steering maps");
+                return;
+        }
+        g->flipped_usec = now_usec();
+        m->last_flip_latency_usec = g->flipped_usec - g->ready_seen_usec;
+        m->working = g;
+        test_kill_point("flip");
+        log_info("Generation %" PRIu32 " (pid %d) is working; flip took %" PRIu64 " us.", g->gen,
+                 (int) g->pid, m->last_flip_latency_usec);
+        if (!old)
+                for (unsigned i = 0; i < m->n_groups; i++) {
+                        int n = group_discard_queued(&m->groups[i]);
+                        if (n > 0)
+                                log_notice("Dropped %d datagram(s) that reached %s while no generation was working.",
+                                           n, m->groups[i].address);
+                }
+
+        if (m->restart && m->restart->gen == g)
+                ctl_connection_progress(m->restart->requester, "ready",
+                                        "generation %" PRIu32 " (pid %d) ready after %" PRIu64 " ms, working now",
+                                        g->gen, (int) g->pid, (g->ready_usec - g->spawned_usec) / 1000);
+
+        /* Every older live generation drains; a previous working one included. */
+        for (Generation *o = m->generations; o; o = o->next)
+                if (o != g && (o->state == GEN_WORKING || o->state == GEN_DRAINING)) {
+                        generation_start_drain(m, o, GEN_EVENT_SUPERSEDED);
+                        if (o == old && m->restart && m->restart->gen == g)
+                                ctl_connection_progress(m->restart->requester, "drain",
+                                                        "generation %" PRIu32 " (pid %d) draining",
+                                                        o->gen, (int) o->pid);
+                }
+
+        if (m->restart && m->restart->gen == g)
+                restart_finish(m, GRM_OUTCOME_DONE, "restarted");
+        (void) sd_notify(false, "READY=1");
+        manager_state_changed(m);
+}
+
+void restart_on_failed(Manager *m, Generation *g, GrmOutcome outcome, const char *why) {
+        char message[256];
+
+        if (generation_transition(g, GEN_EVENT_FAILED) < 0)
+                return;
+        snprintf(message, sizeof(message), "generation %" PRIu32 " (pid %d) %s; rolled back", g->gen,
+                 (int) g->pid, why);
+        generation_set_failure(g, why);
+        (void) generation_set_timer(g, USEC_INFINITY);
+        (void) generation_signal(g, SIGKILL, true);
+        g->killed = true;
+        /* Roll back: its sockets leave the maps now; what was queued for it is gone with it. */
+        generation_release_slot(g);
+
+        if (m->restart && m->restart->gen == g)
+                restart_finish(m, outcome, message);
+        else
+                log_error("%s", message);
+        if (!m->working)
+                schedule_respawn(m);
+        manager_state_changed(m);
+}
+
+void restart_on_exited(Manager *m, Generation *g, const char *why) {
+        GenState before = g->state;
+
+        g->exited_usec = now_usec();
+        if (before == GEN_STARTING) {
+                restart_on_failed(m, g, GRM_OUTCOME_FAILED, why);
+                /* the state machine took it to failed; it has been reaped too */
+        } else if (generation_transition(g, GEN_EVENT_EXITED) < 0 && before != GEN_FAILED)
+                log_debug("Generation %" PRIu32 ": exit in state %s", g->gen, gen_state_to_string(before));
+
+        /* Whatever it left behind in its process group goes too, so no socket stays open. */
+        if (g->pid > 0)
+                (void) kill(-g->pid, SIGKILL);
+        generation_release_slot(g);
+        (void) generation_set_timer(g, USEC_INFINITY);
+
+        if (before == GEN_WORKING) {
+                generation_set_failure(g, why);
+                manager_log_event(LOG_ERR, MESSAGE_INSTANCE_CRASHED, "instance-crashed", g, NULL,
+                          "Working generation %" PRIu32 " (pid %d) %s unexpectedly.", g->gen, (int) g->pid, why);
+                m->working = NULL;
+                if (g->ready_usec && now_usec() - g->ready_usec > STABLE_USEC)
+                        m->crash_count = 0;
+                /* Until a replacement is ready, a starting generation (if any) queues packets. */
+                (void) steering_set_working(m->steering, GRM_SLOT_NONE,
+                                            m->restart && m->restart->gen ? m->restart->gen->slot
+                                                                           : GRM_SLOT_NONE);
+                schedule_respawn(m);
+        } else if (before == GEN_DRAINING)
+                log_info("Generation %" PRIu32 " (pid %d) %s after draining.", g->gen, (int) g->pid, why);
+
+        manager_state_changed(m);
+        manager_prune_history(m);
+        manager_maybe_exit(m);
+}
+
+void restart_on_deadline(Manager *m, Generation *g) {
+        int r;
+
+        manager_log_event(LOG_WARNING, MESSAGE_DRAIN_DEADLINE, "drain-deadline", g, NULL,
+                  "Generation %" PRIu32 " (pid %d) still running at its drain deadline; killing its process group.",
+                  g->gen, (int) g->pid);
+        (void) generation_transition(g, GEN_EVENT_DEADLINE);
+        generation_set_failure(g, "killed at the drain deadline");
+        g->killed = true;
+        r = generation_signal(g, SIGKILL, true);
+        if (r < 0)
+                log_error_errno(r, "Failed to kill generation %" PRIu32 " (pid %d): %m", g->gen, (int) g->pid);
+}
+
+/* The restart's config is in place and checked: spawn the new generation. */
+static void restart_spawn(Manager *m) {
+        Restart *r = m->restart;
+        uint32_t gen = m->last_gen + 1;
+        int slot, k;
+
+        k = find_free_slot(m, &slot);
+        if (k < 0) {
+                restart_finish(m, GRM_OUTCOME_BUSY, "too many generations are still draining");
+                return;
+        }
+
+        /* The new config is in effect from here on (drain settings included). */
+        config_done(&m->config);
+        m->config = r->config;
+        config_init(&r->config);
+        k = steering_set_settings(m->steering, m->config.dissector, m->config.flow_timeout_usec);
+        if (k < 0)
+                log_warning_errno(k, "Failed to apply steering settings: %m");
+
+        /* The number is spent even if the spawn fails or grmd dies: numbers only grow. */
+        m->last_gen = gen;
+        (void) vault_save(m);
+        k = generation_spawn(m, gen, (unsigned) slot, &m->config, r->start_timeout_usec, &r->gen);
+        if (k < 0) {
+                restart_finish(m, GRM_OUTCOME_INTERNAL, "could not start a new instance (see grmd's log)");
+                if (!m->working)
+                        schedule_respawn(m);
+                return;
+        }
+        if (!m->working)
+                /* Nothing works: packets queue on the new generation until it is ready. */
+                (void) steering_set_working(m->steering, GRM_SLOT_NONE, r->gen->slot);
+
+        log_info("Generation %" PRIu32 " started as pid %d.", gen, (int) r->gen->pid);
+        ctl_connection_progress(r->requester, "spawned", "generation %" PRIu32 " started as pid %d",
+                                gen, (int) r->gen->pid);
+        manager_state_changed(m);
+}
+
+static int on_check_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
+        Manager *m = userdata;
+        Restart *r = m->restart;
+        char message[160];
+
+        if (!r)
+                return 0;
+        r->check_source = sd_event_source_disable_unref(r->check_source);
+        r->check_pidfd = safe_close(r->check_pidfd);
+        if (si->si_code == CLD_EXITED && si->si_status == 0) {
+                ctl_connection_progress(r->requester, "checked", "exec-check passed");
+                restart_spawn(m);
+                return 0;
+        }
+        if (si->si_code == CLD_EXITED)
+                snprintf(message, sizeof(message), "exec-check exited with status %d; nothing changed",
+                         si->si_status);
+        else
+                snprintf(message, sizeof(message), "exec-check killed by signal %s; nothing changed",
+                         strempty(signal_to_name(si->si_status)));
+        restart_finish(m, GRM_OUTCOME_REJECTED, message);
+        return 0;
+}
+
+static int start_exec_check(Manager *m, Restart *r) {
+        char **argv = r->config.exec_check;
+        int k;
+
+        fflush(stdout);
+        fflush(stderr);
+        r->check_pid = fork();
+        if (r->check_pid < 0)
+                return negative_errno();
+        if (r->check_pid == 0) {
+                sigset_t none;
+                sigemptyset(&none);
+                (void) sigprocmask(SIG_SETMASK, &none, NULL);
+                (void) close_range(3, ~0U, 0);
+                execvp(argv[0], argv);
+                fprintf(stderr, "grmd: exec-check %s: %s\n", argv[0], strerror(errno));
+                _exit(127);
+        }
+        r->check_pidfd = pidfd_open(r->check_pid, 0);
+        if (r->check_pidfd < 0) {
+                k = negative_errno();
+                (void) kill(r->check_pid, SIGKILL);
+                (void) waitpid(r->check_pid, NULL, 0);
+                return k;
+        }
+        k = sd_event_add_child_pidfd(m->event, &r->check_source, r->check_pidfd, WEXITED, on_check_exit, m);
+        if (k < 0)
+                return k; /* restart_free() kills and reaps it */
+        return 0;
+}
+
+int restart_request(Manager *m, CtlConnection *c, uint64_t timeout_usec) {
+        _cleanup_free_ char *error = NULL;
+        Restart *r;
+        int k;
+
+        if (m->stopping) {
+                ctl_connection_result(c, GRM_OUTCOME_BUSY, NULL, "grmd is stopping");
+                return -ESHUTDOWN;
+        }
+        if (m->restart) {
+                ctl_connection_result(c, GRM_OUTCOME_BUSY, m->restart->gen,
+                                      "another restart is in progress");
+                return -EBUSY;
+        }
+
+        r = calloc(1, sizeof(*r));
+        if (!r) {
+                ctl_connection_result(c, GRM_OUTCOME_INTERNAL, NULL, "out of memory");
+                return -ENOMEM;
+        }
+        r->check_pidfd = -EBADF;
+        r->automatic = !c;
+        r->requester = c;
+        r->started_usec = now_usec();
+        config_init(&r->config);
+        m->restart = r;
+        m->respawn_timer = sd_event_source_disable_unref(m->respawn_timer);
+        manager_log_event(LOG_INFO, MESSAGE_RESTART_STARTED, "restart-started", NULL, NULL, "Restart requested%s.",
+                  c ? " over the control socket" : m->last_gen == 0 ? " (first start)" : " (replacing a failed instance)");
+
+        /* The config file is read again: a bad one changes nothing. */
+        k = manager_load_config(m, &r->config, &error);
+        if (k < 0) {
+                /* Out of descriptors or memory is grmd's problem, not the configuration's. */
+                bool ours = k == -EMFILE || k == -ENFILE || k == -ENOMEM;
+                char message[512];
+                snprintf(message, sizeof(message), "%s: %s; nothing changed",
+                         ours ? "could not read the configuration" : "configuration rejected",
+                         error ? error : strerror(-k));
+                restart_finish(m, ours ? GRM_OUTCOME_INTERNAL : GRM_OUTCOME_REJECTED, message);
+                if (!m->working)
+                        schedule_respawn(m);
+                return -EINVAL;
+        }
+        if (r->config.flow_table_size != m->config.flow_table_size && m->config.flow_table_size != 0)
+                log_warning("FlowTableSize= changed; the new size takes effect when grmd restarts.");
+        r->start_timeout_usec = timeout_usec != USEC_INFINITY && timeout_usec != 0
+                                        ? timeout_usec
+                                        : r->config.start_timeout_usec;
+        if (c)
+                /* systemd: a reload is under way, and may take as long as the start timeout. */
+                (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nEXTEND_TIMEOUT_USEC=%" PRIu64,
+                                  now_usec(), r->start_timeout_usec + 10 * USEC_PER_SEC);
+        ctl_connection_progress(c, "config", "configuration %s", m->config_path ? "re-read" : "checked");
+
+        if (r->config.exec_check) {
+                k = start_exec_check(m, r);
+                if (k < 0) {
+                        restart_finish(m, GRM_OUTCOME_INTERNAL, "could not run exec-check");
+                        return k;
+                }
+                ctl_connection_progress(c, "check", "running exec-check %s", r->config.exec_check[0]);
+                return 0;
+        }
+        restart_spawn(m);
+        return 0;
+}
+
+void restart_stop(Manager *m) {
+        m->stopping = true;
+        (void) sd_notify(false, "STOPPING=1");
+        m->respawn_timer = sd_event_source_disable_unref(m->respawn_timer);
+        if (m->restart && m->restart->gen && m->restart->gen->state == GEN_STARTING)
+                restart_on_failed(m, m->restart->gen, GRM_OUTCOME_FAILED, "cancelled: grmd is stopping");
+        else if (m->restart)
+                restart_finish(m, GRM_OUTCOME_BUSY, "cancelled: grmd is stopping");
+        for (Generation *g = m->generations; g; g = g->next)
+                if (g->state == GEN_WORKING || g->state == GEN_DRAINING)
+                        generation_start_drain(m, g, GEN_EVENT_STOP);
+        /* Once the working generation drains, nothing takes new flows: they stay with it. */
+        manager_state_changed(m);
+        manager_maybe_exit(m);
+}
+
+void restart_abandon(Manager *m) {
+        if (!m->restart)
+                return;
+        ctl_connection_detach_restart(m->restart->requester);
+        restart_free(m->restart);
+        m->restart = NULL;
+}
+
+void restart_adopt_flip(Manager *m, Generation *g) {
+        g->state = GEN_WORKING;
+        g->ready_usec = g->ready_seen_usec = g->flipped_usec = now_usec();
+        (void) generation_set_timer(g, USEC_INFINITY);
+        for (Generation *o = m->generations; o; o = o->next)
+                if (o != g && o->state == GEN_WORKING)
+                        generation_start_drain(m, o, GEN_EVENT_SUPERSEDED);
+        m->working = g;
+}
+
+int restart_adopt(Manager *m, Generation *g) {
+        Restart *r;
+
+        if (m->restart)
+                return -EBUSY;
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        r->check_pidfd = -EBADF;
+        r->automatic = true;
+        r->started_usec = g->spawned_usec;
+        r->start_timeout_usec = m->config.start_timeout_usec;
+        config_init(&r->config);
+        r->gen = g;
+        m->restart = r;
+        return 0;
+}
