@@ -85,6 +85,9 @@ fi
 [ "$rc" = 0 ] || fail "grm-quic-load reported a problem (exit $rc)"
 [ "$(j '[.generations[] | select(.connections > 0)] | length')" -ge 4 ] ||
         fail "long-lived connections were not spread over generations"
+# The datagrams went the quic dissector's ways: by the server's CID, and by the first-flight table.
+[ "$(status_json | jq '.counters.quic_cid_live > 0 and .counters.quic_first_flight_created > 0')" = true ] ||
+        fail "the quic dissector's counters show no CID-routed or first-flight datagram"
 
 # Every CID the clients saw has the contract's shape and names a socket of the generation that
 # answered: octet 0 = config id << 5 | (length - 1), then one of that generation's server IDs.
