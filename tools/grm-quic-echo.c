@@ -9,8 +9,8 @@
  * SCID of a connection and each NEW_CONNECTION_ID) is octet 0 = GRM_QUIC_CONFIG_ID << 5 |
  * (length - 1), then that socket's server ID from GRM_QUIC_SERVER_IDS, then random octets; so
  * grm's `quic` dissector steers the connection's packets to this socket whatever address and
- * port they come from. Without GRM_QUIC_SERVER_IDS the CIDs are random (with QUIC-LB's
- * "unroutable" config 0b111 in octet 0).
+ * port they come from. Without GRM_QUIC_SERVER_IDS (or if it does not parse) the CIDs are
+ * random (with QUIC-LB's "unroutable" config 0b111 in octet 0).
  *
  * On the drain signal (SIGTERM, SIGINT, --drain-signal) it keeps serving its connections and
  * still accepts new ones (a handshake that was in flight at the flip may still arrive), and
@@ -138,6 +138,7 @@ struct Echo {
         char trailer[TRAILER_MAX];
         size_t trailer_len;
         unsigned config_id;
+        bool has_config_id;          /* GRM_QUIC_CONFIG_ID absent (0) or valid */
 
         gnutls_certificate_credentials_t cred;
         uint8_t reset_secret[RESET_SECRET_LEN];
@@ -223,8 +224,9 @@ static int help(void) {
                "Connection IDs (grm's QUIC contract, docs/QUIC.md): every CID issued on a socket is\n"
                "octet 0 = GRM_QUIC_CONFIG_ID << 5 | (length - 1), then that socket's server ID from\n"
                "GRM_QUIC_SERVER_IDS, then %u random octets (fewer if that would pass 20, never\n"
-               "fewer than 4). Without GRM_QUIC_SERVER_IDS (and on --listen sockets) CIDs are 16\n"
-               "random octets with config 0b111 (QUIC-LB's \"unroutable\") in octet 0.\n"
+               "fewer than 4). Without GRM_QUIC_SERVER_IDS, if it or GRM_QUIC_CONFIG_ID does not\n"
+               "parse, and on --listen sockets, CIDs are 16 random octets with config 0b111\n"
+               "(QUIC-LB's \"unroutable\") in octet 0.\n"
                "\n"
                "Options:\n"
                "  -h --help                Show this help and exit\n"
@@ -1270,10 +1272,15 @@ static int echo_collect_sockets(Echo *e) {
                 id_lens = calloc((size_t) n, sizeof(size_t));
                 if (!ids || !id_lens)
                         return -ENOMEM;
+                /* As docs/QUIC.md says: what does not parse is as if absent (random CIDs, flow steering). */
                 if (parse_server_ids(sids, (size_t) n, ids, id_lens) < 0) {
                         fprintf(stderr, "grm-quic-echo: GRM_QUIC_SERVER_IDS='%s' is not %d ':'-separated hex server "
-                                "IDs of 1..%u octets\n", sids, n, QUIC_SERVER_ID_MAX);
-                        return -EINVAL;
+                                "IDs of 1..%u octets: issuing random connection IDs\n", sids, n, QUIC_SERVER_ID_MAX);
+                        ids = (free(ids), NULL);
+                }
+                if (ids && !e->has_config_id) {
+                        fprintf(stderr, "grm-quic-echo: no valid GRM_QUIC_CONFIG_ID: issuing random connection IDs\n");
+                        ids = (free(ids), NULL);
                 }
         }
 
@@ -1438,14 +1445,16 @@ static int echo_new(Echo **ret) {
                 fprintf(stderr, "grm-quic-echo: invalid GRM_GENERATION='%s', expected a decimal number\n", g);
                 return -EINVAL;
         }
+        /* Absent: the contract's default, 0. Present but bad: no routable CIDs (see above). */
         cfg = getenv("GRM_QUIC_CONFIG_ID");
+        e->has_config_id = true;
         if (cfg && *cfg) {
                 if (parse_u64_range(cfg, 0, QUIC_CONFIG_ID_MAX, &u) < 0) {
                         fprintf(stderr, "grm-quic-echo: invalid GRM_QUIC_CONFIG_ID='%s', expected 0..%u\n", cfg,
                                 QUIC_CONFIG_ID_MAX);
-                        return -EINVAL;
-                }
-                e->config_id = (unsigned) u;
+                        e->has_config_id = false;
+                } else
+                        e->config_id = (unsigned) u;
         }
         r = snprintf(e->trailer, sizeof(e->trailer), " gen=%" PRIu64 " pid=%d\n", e->generation, (int) e->pid);
         e->trailer_len = (size_t) r;

@@ -331,7 +331,8 @@ static int help(void) {
                "\n"
                "Exit status:\n"
                "  0  run completed: no connection broken or failed, no handshake failed, no bad\n"
-               "     reply, no --expect-generation violation, and something was answered\n"
+               "     reply, no --expect-generation violation, every client could be opened and\n"
+               "     rebound, and something was answered\n"
                "  1  run completed, but one of those happened\n"
                "  2  usage error\n"
                "  3  setup error\n",
@@ -1497,7 +1498,8 @@ static int generation_compare(const void *a, const void *b) {
 
 static bool load_ok(const Load *l) {
         return l->pings_answered > 0 && l->conns_broken == 0 && l->conns_failed == 0 && l->hs_failed == 0 &&
-               l->bad_replies == 0 && l->expect_violations == 0 && l->moved == 0;
+               l->bad_replies == 0 && l->expect_violations == 0 && l->moved == 0 && l->open_errors == 0 &&
+               l->rebind_errors == 0;
 }
 
 static void print_reasons(const uint64_t *reasons, bool json) {
