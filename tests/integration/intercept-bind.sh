@@ -5,7 +5,7 @@
 # handed out in turn and then EADDRINUSE, IPv4, IPv6 and dual-stack, options it set copied,
 # getsockname() afterwards, port 0 and unmanaged addresses left to the kernel; restarts under
 # load lose nothing; a bind the kernel refuses is named in the restart's failure; a statically
-# linked program is named as out of reach.
+# linked program is named as out of reach; TCP listeners the same way.
 . "$(dirname "$0")/lib.sh"
 : "${BIND_SERVER:?}" "${BIND_SERVER_STATIC:?}" "${GRM_BIND_LIBRARY:?}"
 export GRM_BIND_LIBRARY
@@ -95,6 +95,22 @@ start_grmd --intercept-bind --user nobody --listen udp:127.0.0.1:9000 \
 [ "$(report_field 0 ok)" = true ] && [ "$(report_field 0 reuseport)" = 1 ] || fail "bind without SO_REUSEPORT: $(cat "$R")"
 [ "$(send_udp 127.0.0.1 9000)" = 1 ] || fail "not served"
 ok "a socket without SO_REUSEPORT also gets grm's"
+
+# TCP: a listener the server binds (and listen()s on) is the generation's listener, already
+# listening in grm's group; the next generation's bind gets the next generation's.
+stop_grmd || fail "grmd exited non-zero"
+start_grmd --intercept-bind --user nobody --listen tcp:127.0.0.1:9010 \
+        -- "$BIND_SERVER" --report "$R" tcp:127.0.0.1:9010
+[ "$(report_field 0 ok)" = true ] && [ "$(report_field 0 reuseport)" = 1 ] && [ "$(report_field 0 listening)" = 1 ] ||
+        fail "TCP bind: $(cat "$R")"
+tcp_gen() {
+        exec 7<>/dev/tcp/127.0.0.1/9010 && head -c 40 <&7 | sed -n 's/^gen=\([0-9]*\).*/\1/p'
+        exec 7<&-
+}
+[ "$(tcp_gen)" = 1 ] || fail "TCP not served by generation 1"
+expect_rc 0 grmctl restart
+[ "$(tcp_gen)" = 2 ] || fail "TCP not served by generation 2 after a restart"
+ok "TCP: bind() and listen() get the generation's listener; a restart moves new connections"
 
 # A port the old instance holds and grm does not manage: the new instance's bind fails, it
 # exits, and the restart's failure names the address.
