@@ -21,11 +21,46 @@
 /* "No slot": no working (or no pending) generation. */
 #define GRM_SLOT_NONE           0xffffffffU
 
+/* Version of the maps' layout (types, keys, values, sizes, and what the values mean), kept in
+ * grm_config.maps_abi of every set of maps. A grmd adopts an earlier grmd's maps only if they
+ * have this version (and each map the definition this build's program has): bump it with every
+ * change of meaning, even one that keeps the sizes. 1: the LRU flow table; 2: this one. */
+#define GRM_MAPS_ABI_VERSION    2U
+
+/*
+ * The flow table ("flows"): an array of entries, in buckets of GRM_FLOW_WAYS consecutive entries,
+ * each bucket one 64-byte cache line. A flow's key (group, remote address, remote port) is hashed with a per-table secret
+ * (grm_config.flow_hash_seed) into a 32-bit tag and two candidate buckets; the flow's entry, if
+ * it has one, is in one of them. A packet reads one bucket (two when its flow is not in the
+ * first): one cache miss in a table far larger than the caches.
+ *
+ * No live entry is ever evicted: a new flow takes an empty entry, or one that is expired (idle
+ * past the flow timeout) or stale (its generation left its slot). A new flow that finds none in
+ * its two buckets goes to the working generation without an entry (GRM_STAT_FLOW_UNTRACKED).
+ *
+ * Two keys with the same buckets and tag are one flow to the table: the later one is steered to
+ * where the earlier one's entry says (about GRM_FLOW_WAYS * 2 / 2^32 per new flow). A collision
+ * never moves the flow that owns the entry.
+ */
+#define GRM_FLOW_WAYS           4U
+#define GRM_FLOW_ENTRY_SIZE     16U
+#define GRM_FLOW_BUCKET_SIZE    (GRM_FLOW_WAYS * GRM_FLOW_ENTRY_SIZE)
+
+/* Entries' last-seen times are bpf_ktime_get_coarse_ns() >> GRM_FLOW_TICK_SHIFT (16.8 ms ticks)
+ * kept modulo 2^32 (wraps after 2.3 years; ages are computed modulo 2^32 too). */
+#define GRM_FLOW_TICK_SHIFT     24U
+
 /* A flow entry's last-seen time is refreshed at most this often (ns), and at least twice per flow
  * timeout, to keep the hot path from writing the shared entry on every packet. An idle flow
  * therefore expires after between max(timeout - 1 s, timeout / 2) and timeout of idleness; a flow
  * that never pauses longer than that never expires. */
 #define GRM_FLOW_TOUCH_NS       1000000000ULL
+
+/* Per-source quota counters ("flow_sources"): one remote IPv4 address, or IPv6 /64, hashed into
+ * one of these counters, may create at most grm_config.flow_source_quota entries per quota window
+ * (about one flow timeout; 0: no quota). Past it, its new flows are untracked
+ * (GRM_STAT_FLOW_OVER_QUOTA). */
+#define GRM_FLOW_SOURCES        65536U
 
 enum grm_dissector {
         GRM_DISSECTOR_NONE = 0, /* stateless: every packet to the working generation */
@@ -74,6 +109,8 @@ enum grm_stat {
         GRM_STAT_QUIC_UNKNOWN_VERSION,       /* a version other than 1 and 2: as new, no entry */
         GRM_STAT_QUIC_MALFORMED,   /* truncated or impossible header: as new, no entry */
         GRM_STAT_ERR_FIRST_FLIGHT_UPDATE,    /* first-flight entry could not be written: placed anyway */
+        GRM_STAT_FLOW_UNTRACKED,   /* new flow, no free entry in its buckets: to working, no entry */
+        GRM_STAT_FLOW_OVER_QUOTA,  /* new flow past its source's quota: to working, no entry */
         _GRM_STAT_MAX,
 };
 
@@ -82,8 +119,15 @@ struct grm_config {
         __u32 working_slot;     /* slot of the working generation, or GRM_SLOT_NONE */
         __u32 pending_slot;     /* newest starting generation while none works, or GRM_SLOT_NONE */
         __u32 dissector;        /* enum grm_dissector */
-        __u32 _pad;
+        __u32 flow_buckets;     /* buckets in the flow table (its max_entries), fixed */
         __u64 flow_timeout_ns;  /* flow entries idle longer than this are new flows */
+        __u64 flow_hash_seed;   /* secret of the flow table's hash, fixed for the table's life */
+        __u32 flow_timeout_ticks;  /* flow_timeout_ns in GRM_FLOW_TICK_SHIFT ticks (capped) */
+        __u32 flow_touch_ticks;    /* refresh interval in ticks, >= 1 */
+        __u32 flow_source_quota;   /* entries per source and quota window; 0: no quota */
+        __u32 flow_quota_window_ticks; /* length of a quota window in ticks, >= 1 */
+        __u32 maps_abi;         /* GRM_MAPS_ABI_VERSION of the grmd that created the maps */
+        __u32 _pad;
 };
 
 /* Value of the "slot_tcp" per-CPU array, indexed by slot: what the TCP program did for the
@@ -100,8 +144,9 @@ struct grm_slot {
         __u32 nsocks;
 };
 
-/* Key of the flow table. IPv4 remotes are stored v4-mapped (::ffff:a.b.c.d), so a dual-stack
- * socket sees the same key for a client whether it arrives as IPv4 or v4-mapped IPv6. */
+/* A flow's key, hashed into its tag and buckets (grm_flow_hash()). IPv4 remotes are v4-mapped
+ * (::ffff:a.b.c.d), so a dual-stack socket sees the same key for a client whether it arrives as
+ * IPv4 or v4-mapped IPv6. */
 struct grm_flow_key {
         __u32 group;
         __u16 port;             /* remote port, network byte order */
@@ -109,10 +154,15 @@ struct grm_flow_key {
         __u32 addr[4];          /* remote address, network byte order */
 };
 
-struct grm_flow_value {
-        __u64 last_seen_ns;     /* bpf_ktime_get_coarse_ns() of the last refresh */
+/* One flow table entry. tag == 0: empty. The owner is the generation number and socket array
+ * index; the slot is the index's (steer-api.h's layout), so an entry of a generation that left
+ * its slot is stale even when a later generation has taken the slot. */
+struct grm_flow_entry {
+        __u32 tag;              /* the key's tag, never 0 */
         __u32 gen;              /* generation that owns the flow */
-        __u32 index;            /* socket array index of the owning socket */
+        __u32 seen;             /* last refresh, in ticks (GRM_FLOW_TICK_SHIFT) modulo 2^32 */
+        __u16 index;            /* socket array index of the owning socket */
+        __u16 _reserved;
 };
 
 /*
@@ -173,3 +223,67 @@ struct grm_first_flight_key {
         __u32 len;              /* DCID length, GRM_QUIC_CID_MIN..GRM_QUIC_CID_MAX */
         __u8 dcid[GRM_QUIC_CID_MAX]; /* octets past len are zero */
 };
+
+/* Value of the first-flight table. */
+struct grm_flow_value {
+        __u64 last_seen_ns;     /* bpf_ktime_get_coarse_ns() of the last refresh */
+        __u32 gen;              /* generation that owns the flow */
+        __u32 index;            /* socket array index of the owning socket */
+};
+/* A bucket: entries bucket * GRM_FLOW_WAYS .. + GRM_FLOW_WAYS - 1 of the "flows" array, one
+ * cache line. */
+struct grm_flow_bucket {
+        struct grm_flow_entry entries[GRM_FLOW_WAYS];
+};
+
+/* Value of the "flow_sources" array, indexed by a source's hash: new entries that source made
+ * in the current quota window. */
+struct grm_flow_source {
+        __u32 window;           /* quota window number: ticks / flow_quota_window_ticks */
+        __u32 created;
+};
+
+static inline __u64 grm_flow_rotl64(__u64 x, unsigned r) {
+        return (x << r) | (x >> (64 - r));
+}
+
+/* The flow table's hash of a key (the program's and the tests' computation): a multiply-rotate
+ * mix of the key's words and the seed, finished by murmur3's fmix64. Not cryptographic; the seed
+ * keeps an attacker from choosing keys that share buckets (and a shared bucket costs a flow only
+ * its entry, never its socket). */
+static inline __u64 grm_flow_hash(const struct grm_flow_key *key, __u64 seed) {
+        __u64 h = seed ^ 0x9e3779b97f4a7c15ULL;
+        __u64 w[3] = {
+                ((__u64) key->group << 32) | key->port,
+                ((__u64) key->addr[0] << 32) | key->addr[1],
+                ((__u64) key->addr[2] << 32) | key->addr[3],
+        };
+
+        for (unsigned i = 0; i < 3; i++) {
+                h ^= grm_flow_rotl64(w[i] * 0x87c37b91114253d5ULL, 31) * 0x4cf5ad432745937fULL;
+                h = grm_flow_rotl64(h, 27) * 5 + 0x52dce729;
+        }
+        h ^= h >> 33;
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 33;
+        h *= 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 33;
+        return h;
+}
+
+/* The tag (never 0) and the two buckets of a hash, for a table of n_buckets. */
+static inline __u32 grm_flow_tag(__u64 hash) {
+        __u32 tag = (__u32) hash;
+
+        return tag ? tag : 1;
+}
+
+static inline __u32 grm_flow_bucket1(__u64 hash, __u32 n_buckets) {
+        return (__u32) (((hash >> 32) * n_buckets) >> 32);
+}
+
+static inline __u32 grm_flow_bucket2(__u64 hash, __u32 n_buckets) {
+        __u32 mixed = (__u32) ((hash >> 32) ^ ((__u64) (__u32) hash * 0x9e3779b1U));
+
+        return (__u32) (((__u64) ((__u32) (mixed * 0x85ebca6bU) ^ (mixed >> 16)) * n_buckets) >> 32);
+}

@@ -34,14 +34,26 @@ struct {
         __type(value, struct grm_slot);
 } slots SEC(".maps");
 
-/* Flow table: remote address and port (per group) -> owning socket. Written by the UDP
- * program; grmd only reads it (status) and sizes it before load. LRU, so stale entries make room. */
+/* Flow table: flow entries, GRM_FLOW_WAYS consecutive ones a bucket (layout, hash and rules in
+ * steer-api.h). Mmapable only for its layout: the kernel then starts the values on a page, so
+ * every bucket is one cache line (otherwise they start 16 bytes into one and span two). Written
+ * by the UDP program; grmd sizes it before load and only reads it (status). */
 struct {
-        __uint(type, BPF_MAP_TYPE_LRU_HASH);
+        __uint(type, BPF_MAP_TYPE_ARRAY);
         __uint(max_entries, 65536);
-        __type(key, struct grm_flow_key);
-        __type(value, struct grm_flow_value);
+        __uint(map_flags, BPF_F_MMAPABLE);
+        __type(key, __u32);
+        __type(value, struct grm_flow_entry);
 } flows SEC(".maps");
+
+/* New flow entries per source (IPv4 address or IPv6 /64, hashed) in the current quota window.
+ * Written by the UDP program. */
+struct {
+        __uint(type, BPF_MAP_TYPE_ARRAY);
+        __uint(max_entries, GRM_FLOW_SOURCES);
+        __type(key, __u32);
+        __type(value, struct grm_flow_source);
+} flow_sources SEC(".maps");
 
 /* Per-CPU verdict counters, indexed by enum grm_stat. Written by both programs. */
 struct {

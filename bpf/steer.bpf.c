@@ -71,9 +71,13 @@ static __always_inline long select_in_slot(struct sk_reuseport_md *ctx, __u32 sl
 
 /* Reads the remote address and port into key. Returns 0, or -1 if the packet is too short. */
 static __always_inline int read_remote(struct sk_reuseport_md *ctx, struct grm_flow_key *key) {
+        void *data = (void *) (long) ctx->data, *data_end = (void *) (long) ctx->data_end;
         __u16 sport;
 
-        if (bpf_skb_load_bytes(ctx, 0, &sport, sizeof(sport)) < 0)
+        /* The UDP header is almost always in the linear part: read the port directly. */
+        if (data + sizeof(sport) <= data_end)
+                sport = *(__u16 *) data;
+        else if (bpf_skb_load_bytes(ctx, 0, &sport, sizeof(sport)) < 0)
                 return -1;
         key->port = sport;
 
@@ -91,6 +95,239 @@ static __always_inline int read_remote(struct sk_reuseport_md *ctx, struct grm_f
         } else
                 return -1;
         return 0;
+}
+
+/* Where a datagram goes: the slot and socket array index chosen (the last successful
+ * bpf_sk_select_reuseport() of the run), and the generation that then owns it. slot is
+ * GRM_SLOT_NONE when the datagram is dropped. */
+struct choice {
+        __u32 slot;
+        __u32 index;
+        __u32 gen;
+};
+
+/*
+ * The flow table (rules in steer-api.h), in two calls for whatever dissector keeps flows:
+ *
+ *   flow_find()       reads the packet's key and looks its flow up. A live entry whose
+ *                     generation still holds its slot and whose socket is open: the socket is
+ *                     selected, the entry refreshed, the choice filled, GRM_STAT_FLOW_EXISTING.
+ *                     Otherwise the verdict of a new flow (FLOW_CREATED; FLOW_EXPIRED or
+ *                     FLOW_STALE when the flow's own entry no longer counts; ERR_PARSE without a
+ *                     key), and the probe says where the flow's buckets are.
+ *   grm_flow_place()  once the caller selected a socket for the new flow: records it (index,
+ *                     gen) in the flow's own expired or stale entry, else in an entry nothing
+ *                     live holds, in one of its two buckets. Returns the verdict to count: the
+ *                     caller's on success, FLOW_UNTRACKED (no room), FLOW_OVER_QUOTA (the source
+ *                     made its quota of entries this window) or ERR_FLOW_UPDATE (another CPU
+ *                     took the entry at the same moment; the flow's next packet tries again).
+ *
+ * Concurrency, without locks: an entry is claimed by one compare-and-swap of its first 8 bytes
+ * (tag and generation) from the value that was judged free; only one CPU wins a given entry. A
+ * free entry stays free until claimed (it is expired, and only live entries are refreshed; or
+ * stale, and a slot's generation never comes back), so the winner never overwrites a live flow.
+ * A reader racing a claim may see the new tag and generation with the old time and socket (it
+ * then treats the packet as new, like the claimer), or the old tag and generation with the new
+ * time and socket: that entry was stale or expired, and with the new time it can only look live
+ * if its generation is the working one, whose socket the new socket is.
+ */
+#define MATCH_NONE (2 * GRM_FLOW_WAYS)
+
+/* Keeps clang from turning a choice between two loaded values back into a load from a chosen
+ * address: pointer arithmetic on a variable, which the verifier refuses to a loader without
+ * CAP_PERFMON. */
+#define OPAQUE(x) asm volatile("" : "+r"(x))
+
+struct flow_probe {
+        struct grm_flow_key key;
+        __u32 match;    /* the flow's own entry, expired or stale: bucket (0, 1) * GRM_FLOW_WAYS +
+                         * way, or MATCH_NONE (no pointer kept on the stack: the verifier would
+                         * not follow it into grm_flow_place()) */
+        __u32 bucket[2];
+        __u32 tag;
+        __u32 now;      /* ticks */
+};
+
+/* An entry nothing live holds: empty, idle past the timeout, or of a generation that left its
+ * slot. (An entry of a live generation whose socket was closed is not: it goes with its
+ * generation.) */
+static __always_inline int entry_free(const struct grm_config *cfg, __u32 tag, __u32 gen,
+                                      __u32 seen, __u32 index, __u32 now) {
+        __u32 slot = (index / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
+        struct grm_slot *s;
+
+        if (tag == 0 || now - seen > cfg->flow_timeout_ticks)
+                return 1;
+        s = bpf_map_lookup_elem(&slots, &slot);
+        return !s || s->gen != gen;
+}
+
+/* Looks for the probe's tag in one of its buckets (which: 0 or 1). Returns the verdict if the
+ * flow's entry is there, -1 if not. */
+static __always_inline int find_in_bucket(struct sk_reuseport_md *ctx, const struct grm_config *cfg,
+                                          struct flow_probe *p, struct choice *c, __u32 bucket,
+                                          __u32 which) {
+        /* Entry by entry, each an array lookup of its own and unrolled: no pointer arithmetic on
+         * a variable, which the verifier refuses to a loader without CAP_PERFMON. */
+#pragma unroll
+        for (__u32 w = 0; w < GRM_FLOW_WAYS; w++) {
+                __u32 key = bucket * GRM_FLOW_WAYS + w, index, slot, age;
+                struct grm_flow_entry *e = bpf_map_lookup_elem(&flows, &key);
+                struct grm_slot *s;
+
+                if (!e || e->tag != p->tag)
+                        continue;
+                /* The flow's entry (a key has one): live, or the flow is new again. */
+                p->match = which * GRM_FLOW_WAYS + w;
+                age = p->now - e->seen;
+                index = e->index;
+                slot = (index / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
+                if (age > cfg->flow_timeout_ticks)
+                        return GRM_STAT_FLOW_EXPIRED;
+                s = bpf_map_lookup_elem(&slots, &slot);
+                if (!s || s->gen != e->gen ||
+                    /* the owning socket was closed: its instance is gone */
+                    bpf_sk_select_reuseport(ctx, &sockets, &index, 0) < 0)
+                        return GRM_STAT_FLOW_STALE;
+                /* Refresh well within the timeout, or a busy flow "expires". */
+                if (age >= cfg->flow_touch_ticks)
+                        e->seen = p->now;
+                c->slot = slot;
+                c->index = index;
+                c->gen = s->gen;
+                return GRM_STAT_FLOW_EXISTING;
+        }
+        return -1;
+}
+
+static __always_inline enum grm_stat flow_find(struct sk_reuseport_md *ctx,
+                                               const struct grm_config *cfg,
+                                               struct flow_probe *p, struct choice *c) {
+        __u64 hash;
+        int r;
+
+        p->key = (struct grm_flow_key) { .group = group_id };
+        p->match = MATCH_NONE;
+        if (read_remote(ctx, &p->key) < 0)
+                return GRM_STAT_ERR_PARSE;
+        hash = grm_flow_hash(&p->key, cfg->flow_hash_seed);
+        p->tag = grm_flow_tag(hash);
+        p->bucket[0] = grm_flow_bucket1(hash, cfg->flow_buckets);
+        p->bucket[1] = grm_flow_bucket2(hash, cfg->flow_buckets);
+        p->now = (__u32) (bpf_ktime_get_coarse_ns() >> GRM_FLOW_TICK_SHIFT);
+
+        r = find_in_bucket(ctx, cfg, p, c, p->bucket[0], 0);
+        if (r < 0 && p->bucket[1] != p->bucket[0])
+                r = find_in_bucket(ctx, cfg, p, c, p->bucket[1], 1);
+        return r < 0 ? GRM_STAT_FLOW_CREATED : r;
+}
+
+/* Counts the entries of a bucket that a new flow may take; *ret_way is the first of them. */
+static __always_inline __u32 bucket_free(const struct grm_config *cfg, __u32 bucket, __u32 now,
+                                         __u32 *ret_way) {
+        __u32 n = 0;
+
+#pragma unroll
+        for (__u32 w = 0; w < GRM_FLOW_WAYS; w++) {
+                __u32 key = bucket * GRM_FLOW_WAYS + w;
+                struct grm_flow_entry *e = bpf_map_lookup_elem(&flows, &key);
+
+                if (e && entry_free(cfg, e->tag, e->gen, e->seen, e->index, now)) {
+                        if (n == 0)
+                                *ret_way = w;
+                        n++;
+                }
+        }
+        return n;
+}
+
+/* The quota counter of the packet's source: the IPv4 address, or the IPv6 /64. */
+static __always_inline struct grm_flow_source *flow_source(const struct grm_config *cfg,
+                                                           const struct grm_flow_key *key) {
+        struct grm_flow_key src = {};
+        __u32 index;
+
+        if (key->addr[0] == 0 && key->addr[1] == 0 && key->addr[2] == bpf_htonl(0x0000ffff)) {
+                src.addr[2] = key->addr[2];
+                src.addr[3] = key->addr[3];
+        } else {
+                src.addr[0] = key->addr[0];
+                src.addr[1] = key->addr[1];
+        }
+        index = (__u32) (grm_flow_hash(&src, cfg->flow_hash_seed) >> 32) % GRM_FLOW_SOURCES;
+        return bpf_map_lookup_elem(&flow_sources, &index);
+}
+
+/* Takes entry e for the probe's flow if it still holds the value that was judged free (or the
+ * flow's own tag): one compare-and-swap of tag and generation, then time and socket. */
+static __always_inline int claim(const struct grm_config *cfg, struct flow_probe *p,
+                                 struct grm_flow_entry *e, __u32 index, __u32 gen) {
+        __u64 old = *(volatile __u64 *) e, new = (__u64) gen << 32 | p->tag;
+        __u32 tag = (__u32) old, egen = (__u32) (old >> 32);
+
+        if (tag != p->tag && !entry_free(cfg, tag, egen, e->seen, e->index, p->now))
+                return -1;
+        if (__sync_val_compare_and_swap((__u64 *) e, old, new) != old)
+                return -1;
+        e->seen = p->now;
+        e->index = (__u16) index;
+        return 0;
+}
+
+/* A global function, verified once on its own: inlined, it would be verified again for every
+ * way the lookup can end, and loading would take seconds. Only new flows pay for the call. */
+__attribute__((noinline)) int grm_flow_place(const struct grm_config *cfg, struct flow_probe *p,
+                                             __u32 index, __u32 gen, int verdict) {
+        struct grm_flow_source *source = NULL;
+        struct grm_flow_entry *e;
+        __u32 key;
+
+        if (!cfg || !p)
+                return GRM_STAT_ERR_FLOW_UPDATE;
+        if (p->match < MATCH_NONE) {
+                __u32 b0 = p->bucket[0], b1 = p->bucket[1];
+
+                OPAQUE(b0);
+                OPAQUE(b1);
+                key = (p->match < GRM_FLOW_WAYS ? b0 : b1) * GRM_FLOW_WAYS + p->match % GRM_FLOW_WAYS;
+        } else {
+                __u32 way1 = 0, way2 = 0, free1, free2 = 0;
+
+                /* The first bucket while it is at most half full, else the emptier one (the
+                 * first on a tie): most flows sit in their first bucket (one read per packet),
+                 * and buckets fill evenly enough that a table at half its size leaves about 20
+                 * flows in a million untracked (tools/bench/flow-table-scale measures it). */
+                free1 = bucket_free(cfg, p->bucket[0], p->now, &way1);
+                if (free1 <= GRM_FLOW_WAYS / 2 && p->bucket[1] != p->bucket[0])
+                        free2 = bucket_free(cfg, p->bucket[1], p->now, &way2);
+                if (free1 == 0 && free2 == 0)
+                        return GRM_STAT_FLOW_UNTRACKED;
+                key = free2 > free1 ? p->bucket[1] * GRM_FLOW_WAYS + way2 : p->bucket[0] * GRM_FLOW_WAYS + way1;
+
+                /* A quota only limits taking new entries; the flow's own entry is its own. */
+                if (cfg->flow_source_quota > 0) {
+                        __u32 window = p->now / cfg->flow_quota_window_ticks;
+
+                        source = flow_source(cfg, &p->key);
+                        if (source) {
+                                /* Racing CPUs may each reset or count once: the quota is exact
+                                 * to within the number of CPUs. */
+                                if (source->window != window) {
+                                        source->window = window;
+                                        source->created = 0;
+                                }
+                                if (source->created >= cfg->flow_source_quota)
+                                        return GRM_STAT_FLOW_OVER_QUOTA;
+                        }
+                }
+        }
+
+        e = bpf_map_lookup_elem(&flows, &key);
+        if (!e || claim(cfg, p, e, index, gen) < 0)
+                return GRM_STAT_ERR_FLOW_UPDATE;
+        if (source)
+                __sync_fetch_and_add(&source->created, 1);
+        return verdict;
 }
 
 /* State of the scan for the newest live generation. Every field a whole stack slot: without
@@ -138,14 +375,6 @@ __attribute__((noinline)) __u64 select_newest_live(struct sk_reuseport_md *ctx) 
         return c.best_gen << 32 | (c.index & 0xffffff) << 8 | c.best;
 }
 
-/* Where a datagram goes: the slot and socket array index chosen (the last successful
- * bpf_sk_select_reuseport() of the run), and the generation that then owns it. slot is
- * GRM_SLOT_NONE when the datagram is dropped. */
-struct choice {
-        __u32 slot;
-        __u32 index;
-        __u32 gen;
-};
 
 /* What a dissector decided. The program has one place for each step that follows (the flow
  * table, placing a new flow), so that the verifier sees each once. */
@@ -390,11 +619,9 @@ static __always_inline __u32 quic_fast(struct sk_reuseport_md *ctx) {
 static __always_inline int steer(struct sk_reuseport_md *ctx, struct grm_config *cfg) {
         struct choice c = { .slot = GRM_SLOT_NONE };
         struct decision d = { .intent = INTENT_FLOW, .verdict = GRM_STAT_FLOW_CREATED };
-        struct grm_flow_key key = { .group = group_id };
-        struct grm_flow_value *flow = NULL, new_flow = {};
+        struct flow_probe probe = {};   /* all of it initialised: a global function reads it */
         __u32 working;
         int keyed = 0, entries = 0;
-        __u64 now = 0;
 
         if (cfg->dissector == GRM_DISSECTOR_QUIC)
                 quic_dissect(ctx, &c, &d);
@@ -409,42 +636,10 @@ static __always_inline int steer(struct sk_reuseport_md *ctx, struct grm_config 
          * is starting); anything else is a new flow. */
         if (d.intent == INTENT_FLOW || d.intent == INTENT_STALE) {
                 entries = d.intent == INTENT_FLOW;
-                if (read_remote(ctx, &key) < 0)
-                        d.verdict = GRM_STAT_ERR_PARSE;
-                else {
-                        keyed = 1;
-                        now = bpf_ktime_get_coarse_ns();
-                        flow = bpf_map_lookup_elem(&flows, &key);
-                }
-        }
-        if (keyed && flow) {
-                __u32 owner = flow->index;
-                __u32 slot = (owner / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
-                __u64 last = flow->last_seen_ns;
-                struct grm_slot *s = bpf_map_lookup_elem(&slots, &slot);
-
-                if (now > last && now - last > cfg->flow_timeout_ns)
-                        d.verdict = GRM_STAT_FLOW_EXPIRED;
-                else if (!s || s->gen != flow->gen)
-                        d.verdict = GRM_STAT_FLOW_STALE;
-                else if (bpf_sk_select_reuseport(ctx, &sockets, &owner, 0) < 0)
-                        /* the owning socket was closed: its instance is gone */
-                        d.verdict = GRM_STAT_FLOW_STALE;
-                else {
-                        /* Refresh well within the timeout, or a busy flow "expires". */
-                        __u64 touch_ns = cfg->flow_timeout_ns / 2;
-
-                        if (touch_ns > GRM_FLOW_TOUCH_NS)
-                                touch_ns = GRM_FLOW_TOUCH_NS;
-                        if (now > last && now - last >= touch_ns)
-                                flow->last_seen_ns = now;
-                        c.slot = slot;
-                        c.index = owner;
-                        c.gen = flow->gen;
-                        keyed = 0; /* nothing to write */
-                        d.verdict = GRM_STAT_FLOW_EXISTING;
+                d.verdict = flow_find(ctx, cfg, &probe, &c);
+                if (d.verdict == GRM_STAT_FLOW_EXISTING)
                         goto placed;
-                }
+                keyed = d.verdict != GRM_STAT_ERR_PARSE;
         }
         if (d.intent == INTENT_STALE) {
                 /* No live flow: where new flows go, and no entry. A CID of grm's shape whose
@@ -490,13 +685,8 @@ static __always_inline int steer(struct sk_reuseport_md *ctx, struct grm_config 
                         d.verdict = GRM_STAT_NEWEST_LIVE;
         }
 
-        if (keyed) {
-                new_flow.last_seen_ns = now;
-                new_flow.index = c.index;
-                new_flow.gen = c.gen;
-                if (bpf_map_update_elem(&flows, &key, &new_flow, BPF_ANY) < 0)
-                        d.verdict = GRM_STAT_ERR_FLOW_UPDATE;
-        }
+        if (keyed)
+                d.verdict = grm_flow_place(cfg, &probe, c.index, c.gen, d.verdict);
 
 placed:
         if (entries && d.first_flight) {
@@ -508,7 +698,9 @@ placed:
 
                 if (bpf_map_update_elem(&first_flights, &d.ff_key, &ff, BPF_ANY) < 0)
                         d.verdict = GRM_STAT_ERR_FIRST_FLIGHT_UPDATE;
-                else if (d.verdict != GRM_STAT_ERR_FLOW_UPDATE)
+                else if (d.verdict != GRM_STAT_ERR_FLOW_UPDATE && d.verdict != GRM_STAT_FLOW_UNTRACKED &&
+                         d.verdict != GRM_STAT_FLOW_OVER_QUOTA)
+                        /* (what the flow table could not hold stays counted as such) */
                         d.verdict = GRM_STAT_QUIC_FIRST_FLIGHT_CREATED;
         }
         return finish(d.verdict, c.slot, SK_PASS);

@@ -479,6 +479,7 @@ static int verb_metrics(int argc, char *argv[]) {
                 { "control_log_suppressed", "grm_control_log_suppressed_total", "counter", "Warnings about control connections not logged (rate limit).", 1 },
                 { "flow_entries", "grm_flow_table_entries", "gauge", "Entries in the flow table.", 1 },
                 { "flow_table_size", "grm_flow_table_size", "gauge", "Capacity of the flow table.", 1 },
+                { "flows_per_source", "grm_flows_per_source", "gauge", "Flow entries one address (IPv6: /64) may make per flow timeout (0: no quota).", 1 },
                 { "uptime_usec", "grm_uptime_seconds", "gauge", "Time since grmd started.", 1e-6 },
         };
         for (size_t i = 0; i < ELEMENTSOF(scalars); i++) {

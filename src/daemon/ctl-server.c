@@ -207,7 +207,9 @@ static void reply_status(CtlConnection *c) {
         ctl_writer_add_u64(&w, "control_refused", m->ctl_refused);
         ctl_writer_add_u64(&w, "control_malformed", m->ctl_malformed);
         ctl_writer_add_u64(&w, "control_log_suppressed", m->ctl_log_limit.suppressed_total);
-        ctl_writer_add_u64(&w, "flow_table_size", m->config.flow_table_size);
+        /* The table's own size: one taken over from an earlier grmd keeps its size. */
+        ctl_writer_add_u64(&w, "flow_table_size", steering_flow_table_size(m->steering));
+        ctl_writer_add_u64(&w, "flows_per_source", (uint64_t) m->config.flows_per_source);
         if (have_flows)
                 ctl_writer_add_u64(&w, "flow_entries", total);
         {

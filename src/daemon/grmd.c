@@ -30,6 +30,8 @@ static void help(void) {
                "     --sockets-per-generation N    sockets per address for each instance (default 1)\n"
                "     --flow-table-size N           flow table entries (default 65536)\n"
                "     --flow-timeout SEC            idle time after which a flow is new (default 125)\n"
+               "     --flows-per-source N          flow entries one address (IPv6: /64) may make per\n"
+               "                                   flow timeout (default 4096; 0: no quota)\n"
                "     --quic-server-id-prefix HEX   octets in front of grm's in QUIC server IDs (0-8)\n"
                "     --quic-config-id N            QUIC-LB config id given to new instances (0-6)\n"
                "     --start-timeout SEC           time to READY=1 before rollback (default 90)\n"
@@ -52,6 +54,7 @@ enum {
         ARG_SOCKETS,
         ARG_FLOW_TABLE,
         ARG_FLOW_TIMEOUT,
+        ARG_FLOWS_PER_SOURCE,
         ARG_START_TIMEOUT,
         ARG_DRAIN_TIMEOUT,
         ARG_DRAIN_SIGNAL,
@@ -74,6 +77,7 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 { "sockets-per-generation", required_argument, NULL, ARG_SOCKETS },
                 { "flow-table-size", required_argument, NULL, ARG_FLOW_TABLE },
                 { "flow-timeout", required_argument, NULL, ARG_FLOW_TIMEOUT },
+                { "flows-per-source", required_argument, NULL, ARG_FLOWS_PER_SOURCE },
                 { "start-timeout", required_argument, NULL, ARG_START_TIMEOUT },
                 { "drain-timeout", required_argument, NULL, ARG_DRAIN_TIMEOUT },
                 { "drain-signal", required_argument, NULL, ARG_DRAIN_SIGNAL },
@@ -136,6 +140,13 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                         if (r < 0)
                                 return log_error_errno(r, "Invalid --sockets-per-generation '%s' (1..%u).", optarg, CONFIG_SOCKETS_MAX);
                         c->sockets_per_generation = (unsigned) u;
+                        break;
+                case ARG_FLOWS_PER_SOURCE:
+                        r = parse_unsigned(optarg, 0, CONFIG_FLOW_TABLE_MAX, &u);
+                        if (r < 0)
+                                return log_error_errno(r, "Invalid --flows-per-source '%s' (0..%u).", optarg,
+                                                       CONFIG_FLOW_TABLE_MAX);
+                        c->flows_per_source = (int64_t) u;
                         break;
                 case ARG_FLOW_TABLE:
                         r = parse_unsigned(optarg, CONFIG_FLOW_TABLE_MIN, CONFIG_FLOW_TABLE_MAX, &u);

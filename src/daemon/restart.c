@@ -296,6 +296,8 @@ static void restart_spawn(Manager *m) {
         m->config = r->config;
         config_init(&r->config);
         k = steering_set_settings(m->steering, m->config.dissector, m->config.flow_timeout_usec);
+        if (k >= 0)
+                k = steering_set_flow_quota(m->steering, (unsigned) m->config.flows_per_source);
         if (k < 0)
                 log_warning_errno(k, "Failed to apply steering settings: %m");
 

@@ -245,6 +245,8 @@ int takeover_startup(Manager *m) {
                 log_info("Steering %s (%s).", m->groups[i].address, m->groups[i].name);
         }
         r = steering_set_settings(m->steering, m->config.dissector, m->config.flow_timeout_usec);
+        if (r >= 0)
+                r = steering_set_flow_quota(m->steering, (unsigned) m->config.flows_per_source);
         if (r < 0) {
                 snapshot_free(snapshot);
                 return log_error_errno(r, "Failed to configure steering: %m");

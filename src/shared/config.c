@@ -719,6 +719,7 @@ void config_init(Config *c) {
         *c = (Config) {
                 .dissector = -1,
                 .quic_config_id = -1,
+                .flows_per_source = -1,
                 .flow_timeout_usec = UINT64_MAX,
                 .start_timeout_usec = UINT64_MAX,
                 .drain_timeout_usec = UINT64_MAX,
@@ -793,6 +794,8 @@ int config_merge(Config *dst, const Config *src) {
                 dst->flow_table_size = src->flow_table_size;
         if (src->flow_timeout_usec != UINT64_MAX)
                 dst->flow_timeout_usec = src->flow_timeout_usec;
+        if (src->flows_per_source >= 0)
+                dst->flows_per_source = src->flows_per_source;
         if (src->start_timeout_usec != UINT64_MAX)
                 dst->start_timeout_usec = src->start_timeout_usec;
         if (src->drain_timeout_usec != UINT64_MAX)
@@ -820,6 +823,8 @@ void config_fill_defaults(Config *c) {
                 c->flow_table_size = CONFIG_DEFAULT_FLOW_TABLE_SIZE;
         if (c->flow_timeout_usec == UINT64_MAX)
                 c->flow_timeout_usec = CONFIG_DEFAULT_FLOW_TIMEOUT_USEC;
+        if (c->flows_per_source < 0)
+                c->flows_per_source = CONFIG_DEFAULT_FLOWS_PER_SOURCE;
         if (c->start_timeout_usec == UINT64_MAX)
                 c->start_timeout_usec = CONFIG_DEFAULT_START_TIMEOUT_USEC;
         if (c->drain_timeout_usec == UINT64_MAX)
@@ -931,6 +936,10 @@ int config_validate(const Config *c, char **ret_error) {
                                  c->flow_table_size, CONFIG_FLOW_TABLE_MIN, CONFIG_FLOW_TABLE_MAX);
         if (c->flow_timeout_usec == 0 || c->flow_timeout_usec > FLOW_TIMEOUT_USEC_MAX)
                 return set_error(ret_error, -EINVAL, "FlowTimeoutSec= not set or out of range");
+        /* (unset is grmd's default) */
+        if (c->flows_per_source > CONFIG_FLOW_TABLE_MAX)
+                return set_error(ret_error, -EINVAL, "FlowsPerSource=%lld out of range 0..%u",
+                                 (long long) c->flows_per_source, CONFIG_FLOW_TABLE_MAX);
         if (c->start_timeout_usec == 0 || c->start_timeout_usec == UINT64_MAX)
                 return set_error(ret_error, -EINVAL, "StartTimeoutSec= not set or zero");
         if (c->drain_timeout_usec == 0 || c->drain_timeout_usec == UINT64_MAX)
@@ -1054,6 +1063,17 @@ static int config_parse_quic_prefix(Config *c, const char *value, const char **r
         }
         c->quic_prefix = p;
         c->quic_prefix_set = true;
+        return 0;
+}
+
+static int config_parse_flows_per_source(Config *c, const char *value, const char **ret_why) {
+        uint64_t n;
+
+        if (parse_unsigned(value, 0, CONFIG_FLOW_TABLE_MAX, &n) < 0) {
+                *ret_why = "expected an integer in 0..16777216 (0: no quota)";
+                return -EINVAL;
+        }
+        c->flows_per_source = (int64_t) n;
         return 0;
 }
 
@@ -1248,6 +1268,7 @@ static const struct {
         { "Steering", "SocketsPerGeneration", config_parse_sockets },
         { "Steering", "FlowTableSize",        config_parse_flow_table_size },
         { "Steering", "FlowTimeoutSec",       config_parse_flow_timeout },
+        { "Steering", "FlowsPerSource",       config_parse_flows_per_source },
         { "Steering", "QuicServerIdPrefix",   config_parse_quic_prefix },
         { "Steering", "QuicConfigId",         config_parse_quic_config_id },
         { "Instance", "ExecStart",            config_parse_exec_start },

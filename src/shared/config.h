@@ -27,6 +27,7 @@
 
 #define CONFIG_DEFAULT_FLOW_TABLE_SIZE   65536U
 #define CONFIG_DEFAULT_FLOW_TIMEOUT_USEC (125ULL * 1000000ULL)
+#define CONFIG_DEFAULT_FLOWS_PER_SOURCE  4096U     /* FlowsPerSource=; 0 is "no quota" */
 #define CONFIG_DEFAULT_START_TIMEOUT_USEC (90ULL * 1000000ULL)
 #define CONFIG_DEFAULT_DRAIN_TIMEOUT_USEC (60ULL * 1000000ULL)
 
@@ -43,6 +44,7 @@ typedef struct Config {
         uint64_t receive_buffer;        /* SO_RCVBUF of the sockets grmd opens, bytes; 0 = unset */
         unsigned flow_table_size;       /* 0 = unset */
         uint64_t flow_timeout_usec;     /* UINT64_MAX = unset */
+        int64_t flows_per_source;       /* FlowsPerSource=, 0 = no quota; -1 = unset */
         QuicLbPrefix quic_prefix;       /* QuicServerIdPrefix=; valid if quic_prefix_set */
         bool quic_prefix_set;
         int quic_config_id;             /* QuicConfigId=, 0..6; -1 = unset */

@@ -8,6 +8,7 @@
  */
 #include <fcntl.h>
 #include <stdbool.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <bpf/bpf.h>
@@ -33,6 +34,7 @@ enum {
         MAP_SLOT_TCP,
         MAP_QUIC_CONFIGS,
         MAP_FIRST_FLIGHTS,
+        MAP_FLOW_SOURCES,
 };
 
 /* One group's program: exactly one of udp and tcp is set. */
@@ -42,7 +44,7 @@ typedef struct SteeringGroup {
 } SteeringGroup;
 
 struct Steering {
-        unsigned flow_table_size;
+        unsigned flow_table_size;            /* entries: buckets * GRM_FLOW_WAYS */
         int adopted[STEERING_N_MAPS];        /* maps of an earlier grmd, or -EBADF */
         SteeringGroup groups[GRM_MAX_GROUPS]; /* groups[0]'s object owns the shared maps */
         int maps[STEERING_N_MAPS];           /* the shared maps' fds (owned by groups[0]) */
@@ -81,11 +83,13 @@ static const char *const stat_names[_GRM_STAT_MAX] = {
         [GRM_STAT_QUIC_UNKNOWN_VERSION] = "quic_unknown_version",
         [GRM_STAT_QUIC_MALFORMED] = "quic_malformed",
         [GRM_STAT_ERR_FIRST_FLIGHT_UPDATE] = "error_first_flight_update",
+        [GRM_STAT_FLOW_UNTRACKED] = "flow_untracked",
+        [GRM_STAT_FLOW_OVER_QUOTA] = "flow_over_quota",
 };
 
 const char *const steering_map_names[STEERING_N_MAPS] = {
         "sockets", "config", "slots", "flows", "stats", "slot_packets", "slot_tcp", "quic_configs",
-        "first_flights",
+        "first_flights", "flow_sources",
 };
 
 unsigned steering_first_flight_table_size(unsigned flow_table_size) {
@@ -99,12 +103,12 @@ unsigned steering_first_flight_table_size(unsigned flow_table_size) {
 static int check_adopted_map(const struct bpf_map *map, int fd) {
         struct bpf_map_info info = {};
         __u32 len = sizeof(info);
-        bool sized_by_grmd = bpf_map__type(map) == BPF_MAP_TYPE_LRU_HASH;
+        bool sized_by_grmd = streq(bpf_map__name(map), "flows") || streq(bpf_map__name(map), "first_flights");
 
         if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0)
                 return -EPROTO;
         if (info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
-            info.value_size != bpf_map__value_size(map) ||
+            info.value_size != bpf_map__value_size(map) || info.map_flags != bpf_map__map_flags(map) ||
             strncmp(info.name, bpf_map__name(map), sizeof(info.name) - 1) != 0 ||
             (!sized_by_grmd && info.max_entries != bpf_map__max_entries(map)))
                 return -EPROTO;
@@ -115,6 +119,24 @@ const char *grm_stat_to_string(int stat) {
         if (stat < 0 || stat >= _GRM_STAT_MAX)
                 return NULL;
         return stat_names[stat];
+}
+
+/* The tick counts the program compares against (steer-api.h): timeout, refresh interval, quota
+ * window. The quota window is the timeout, at most an hour, so that a source's entries of one
+ * window have mostly expired when the next window lets it make as many again. */
+static void set_flow_timeout(struct grm_config *c, uint64_t timeout_ns) {
+        uint64_t ticks = timeout_ns >> GRM_FLOW_TICK_SHIFT, touch_ns, window_ns;
+
+        c->flow_timeout_ns = timeout_ns;
+        /* Ages are differences of 32-bit tick counts: past 2^31 ticks (1.1 years) a timeout is
+         * as good as infinite. */
+        c->flow_timeout_ticks = ticks > INT32_MAX ? UINT32_MAX : (uint32_t) ticks;
+        touch_ns = timeout_ns / 2 < GRM_FLOW_TOUCH_NS ? timeout_ns / 2 : GRM_FLOW_TOUCH_NS;
+        ticks = touch_ns >> GRM_FLOW_TICK_SHIFT;
+        c->flow_touch_ticks = ticks > 0 ? (uint32_t) ticks : 1;
+        window_ns = timeout_ns < 3600 * NSEC_PER_SEC ? timeout_ns : 3600 * NSEC_PER_SEC;
+        ticks = window_ns >> GRM_FLOW_TICK_SHIFT;
+        c->flow_quota_window_ticks = ticks > 0 ? (uint32_t) ticks : 1;
 }
 
 int steering_new(unsigned flow_table_size, Steering **ret) {
@@ -130,7 +152,8 @@ int steering_new(unsigned flow_table_size, Steering **ret) {
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->flow_table_size = flow_table_size;
+        /* Whole buckets. */
+        s->flow_table_size = (flow_table_size + GRM_FLOW_WAYS - 1) / GRM_FLOW_WAYS * GRM_FLOW_WAYS;
         s->n_cpus = n_cpus;
         for (unsigned i = 0; i < STEERING_N_MAPS; i++)
                 s->adopted[i] = s->maps[i] = -EBADF;
@@ -138,8 +161,10 @@ int steering_new(unsigned flow_table_size, Steering **ret) {
                 .working_slot = GRM_SLOT_NONE,
                 .pending_slot = GRM_SLOT_NONE,
                 .dissector = GRM_DISSECTOR_FLOW,
-                .flow_timeout_ns = 125 * NSEC_PER_SEC,
+                .flow_buckets = s->flow_table_size / GRM_FLOW_WAYS,
+                .maps_abi = GRM_MAPS_ABI_VERSION,
         };
+        set_flow_timeout(&s->config, 125 * NSEC_PER_SEC);
         *ret = s;
         return 0;
 }
@@ -186,6 +211,14 @@ static int share_maps(Steering *s, struct bpf_object *obj) {
                         return -ENOENT; /* every object declares every map (steer-maps.bpf.h) */
                 if (fd >= 0 && adopting && (r = check_adopted_map(map, fd)) < 0)
                         return r;
+                if (fd >= 0 && adopting && i == MAP_CONFIG) {
+                        /* The same sizes can hold another meaning: the maps say which. */
+                        struct grm_config cfg;
+                        __u32 zero = 0;
+
+                        if (bpf_map_lookup_elem(fd, &zero, &cfg) < 0 || cfg.maps_abi != GRM_MAPS_ABI_VERSION)
+                                return -EPROTO;
+                }
                 if (fd >= 0)
                         r = bpf_map__reuse_fd(map, fd);
                 else if (i == MAP_FLOWS)
@@ -273,6 +306,10 @@ int steering_add_group(Steering *s, int fd, unsigned *ret_group) {
                         s->adopted[i] = safe_close(s->adopted[i]);
                 return 0;
         }
+        /* A new flow table: a fresh secret for its hash, which it keeps for its whole life. */
+        if (getrandom(&s->config.flow_hash_seed, sizeof(s->config.flow_hash_seed), 0) !=
+            sizeof(s->config.flow_hash_seed))
+                return -EIO;
         return write_config(s);
 
 fail:
@@ -285,10 +322,19 @@ int steering_set_settings(Steering *s, int dissector, uint64_t flow_timeout_usec
         if (dissector < 0 || dissector >= _GRM_DISSECTOR_MAX || flow_timeout_usec == 0)
                 return -EINVAL;
         s->config.dissector = dissector;
-        s->config.flow_timeout_ns = flow_timeout_usec > UINT64_MAX / NSEC_PER_USEC
-                                            ? UINT64_MAX
-                                            : flow_timeout_usec * NSEC_PER_USEC;
+        set_flow_timeout(&s->config, flow_timeout_usec > UINT64_MAX / NSEC_PER_USEC
+                                             ? UINT64_MAX
+                                             : flow_timeout_usec * NSEC_PER_USEC);
         return write_config(s);
+}
+
+int steering_set_flow_quota(Steering *s, unsigned entries_per_source) {
+        s->config.flow_source_quota = entries_per_source;
+        return write_config(s);
+}
+
+unsigned steering_flow_table_size(const Steering *s) {
+        return s->flow_table_size;
 }
 
 int steering_set_quic_config(Steering *s, unsigned config_id, const QuicLbPrefix *prefix) {
@@ -491,13 +537,13 @@ void steering_get_working(Steering *s, uint32_t *ret_working, uint32_t *ret_pend
 
 int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total) {
         enum { BATCH = 1024 };
-        _cleanup_free_ struct grm_flow_key *keys = NULL;
-        _cleanup_free_ struct grm_flow_value *values = NULL;
+        _cleanup_free_ __u32 *keys = NULL;
+        _cleanup_free_ struct grm_flow_entry *entries = NULL;
+        struct grm_slot slot_gens[GRM_GEN_SLOTS];
         struct timespec ts;
-        uint64_t now_ns, total = 0, timeout = s->config.flow_timeout_ns;
-        uint32_t out_batch = 0;
+        uint64_t total = 0;
+        uint32_t now, out_batch = 0;
         bool first = true;
-        int fd;
 
         for (unsigned g = 0; g < s->n_groups; g++)
                 ret_counts[g] = 0;
@@ -507,29 +553,36 @@ int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total)
                 return 0;
 
         keys = calloc(BATCH, sizeof(*keys));
-        values = calloc(BATCH, sizeof(*values));
-        if (!keys || !values)
+        entries = calloc(BATCH, sizeof(*entries));
+        if (!keys || !entries)
                 return -ENOMEM;
+        for (uint32_t i = 0; i < GRM_GEN_SLOTS; i++)
+                if (bpf_map_lookup_elem(s->maps[MAP_SLOTS], &i, &slot_gens[i]) < 0)
+                        return negative_errno();
 
         /* The program stamps entries with bpf_ktime_get_coarse_ns(), i.e. CLOCK_MONOTONIC_COARSE. */
         clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-        now_ns = (uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
+        now = (uint32_t) (((uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec) >> GRM_FLOW_TICK_SHIFT);
 
-        fd = s->maps[MAP_FLOWS];
         for (;;) {
                 __u32 count = BATCH;
                 int r;
 
-                r = bpf_map_lookup_batch(fd, first ? NULL : &out_batch, &out_batch, keys, values,
-                                         &count, NULL);
+                r = bpf_map_lookup_batch(s->maps[MAP_FLOWS], first ? NULL : &out_batch, &out_batch, keys,
+                                         entries, &count, NULL);
                 if (r < 0 && errno != ENOENT)
                         return negative_errno();
                 for (__u32 i = 0; i < count; i++) {
-                        bool live = now_ns <= values[i].last_seen_ns ||
-                                    now_ns - values[i].last_seen_ns <= timeout;
+                        const struct grm_flow_entry *e = &entries[i];
+                        unsigned group = e->index / (GRM_GEN_SLOTS * GRM_MAX_SOCKS_PER_GEN);
+                        unsigned slot = (e->index / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
+
+                        if (e->tag == 0)
+                                continue;
                         total++;
-                        if (live && keys[i].group < s->n_groups)
-                                ret_counts[keys[i].group]++;
+                        if ((uint32_t) (now - e->seen) <= s->config.flow_timeout_ticks &&
+                            slot_gens[slot].gen == e->gen && group < s->n_groups)
+                                ret_counts[group]++;
                 }
                 if (r < 0) /* ENOENT: that was the last batch */
                         break;

@@ -20,7 +20,8 @@ typedef struct Steering Steering;
 
 /**
  * steering_new() - prepare an empty steering object; BPF is loaded with the first group.
- * @flow_table_size: entries in the flow table (fixed for the lifetime of the object)
+ * @flow_table_size: entries in the flow table, rounded up to whole buckets of GRM_FLOW_WAYS
+ *                   (fixed for the lifetime of the maps)
  * @ret: the new object
  * Return: 0, -EINVAL for a size of 0, -ENOMEM.
  */
@@ -58,6 +59,13 @@ int steering_set_quic_config(Steering *s, unsigned config_id, const QuicLbPrefix
 /* Dissector (enum grm_dissector) and flow timeout; applied at once to every group. */
 int steering_set_settings(Steering *s, int dissector, uint64_t flow_timeout_usec);
 
+/* New flow entries one source (IPv4 address, IPv6 /64) may make per quota window (steer-api.h);
+ * 0: no quota. Applied at once. */
+int steering_set_flow_quota(Steering *s, unsigned entries_per_source);
+
+/* Entries the flow table holds (its buckets times GRM_FLOW_WAYS). */
+unsigned steering_flow_table_size(const Steering *s);
+
 /**
  * steering_register_socket() - put a generation's socket in the socket array.
  * @fd: bound to the group's address with SO_REUSEPORT (so already a member of the group; a TCP
@@ -89,8 +97,9 @@ int steering_get_stats(Steering *s, uint64_t ret[_GRM_STAT_MAX]);
 int steering_get_slot_tcp(Steering *s, unsigned slot, uint64_t *ret_connections, uint64_t *ret_migrated);
 /* Packets steered to a slot since steering_slot_activate(), summed over CPUs. */
 int steering_get_slot_packets(Steering *s, unsigned slot, uint64_t *ret);
-/* Flow entries per group that are not expired (ret_counts has steering_n_groups() elements),
- * and the total number of entries in the table. Walks the table: for status, not hot paths. */
+/* Flow entries per group that are live (not expired, generation still in its slot; ret_counts
+ * has steering_n_groups() elements), and the number of entries in use (live or not yet reused).
+ * Walks the table: for status, not hot paths. */
 int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total);
 
 const char *grm_stat_to_string(int stat);
@@ -99,7 +108,7 @@ const char *grm_stat_to_string(int stat);
  * Handing the maps over to the next grmd (after a crash or an exec of a new binary): the maps are
  * the state, the programs are loaded again and re-attached (an atomic replacement on each group).
  */
-#define STEERING_N_MAPS 9
+#define STEERING_N_MAPS 10
 /* Names of the shared maps, in the order of the fd arrays below. */
 extern const char *const steering_map_names[STEERING_N_MAPS];
 
@@ -109,9 +118,9 @@ int steering_get_map_fds(Steering *s, int ret_fds[STEERING_N_MAPS]);
 /**
  * steering_adopt_maps() - use maps created by an earlier grmd instead of new ones.
  * @fds: the maps, in steering_map_names order; duplicated, the caller keeps its fds
- * Call before the first steering_add_group(). The flow table keeps its size, whatever
- * steering_new() was given; the working and pending slots, dissector and timeout are read back
- * from the config map when the first group is added.
+ * Call before the first steering_add_group(). The flow table keeps its size and hash secret,
+ * whatever steering_new() was given; the working and pending slots, dissector, timeout and quota
+ * are read back from the config map when the first group is added.
  * Return: 0, -EBUSY if groups exist already, -errno from dup. A map that is not what this
  * program uses (type, key and value sizes, name, fixed sizes) makes steering_add_group() fail
  * with -EPROTO.

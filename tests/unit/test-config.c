@@ -651,6 +651,7 @@ static const char full_config[] =
         "SocketsPerGeneration=4\n"
         "FlowTableSize=1024\n"
         "FlowTimeoutSec=2min\n"
+        "FlowsPerSource=100\n"
         "QuicServerIdPrefix=C0a80102\n"
         "QuicConfigId=6\n"
         "\n"
@@ -695,6 +696,7 @@ START_TEST(test_parse_string_full) {
         ck_assert_uint_eq(c.sockets_per_generation, 4);
         ck_assert_uint_eq(c.flow_table_size, 1024);
         ck_assert_uint_eq(c.flow_timeout_usec, SEC(120));
+        ck_assert_int_eq(c.flows_per_source, 100);
         ck_assert(c.quic_prefix_set);
         ck_assert_uint_eq(c.quic_prefix.len, 4);
         ck_assert_mem_eq(c.quic_prefix.bytes, "\xc0\xa8\x01\x02", 4);
@@ -950,6 +952,8 @@ static const struct {
         { S("[Steering]\nSocketsPerGeneration=1x\n"),   -EINVAL, "Invalid SocketsPerGeneration" },
         { S("[Steering]\nSocketsPerGeneration=\n"),     -EINVAL, "Invalid SocketsPerGeneration" },
         { S("[Steering]\nFlowTableSize=1023\n"),        -EINVAL, "Invalid FlowTableSize=1023" },
+        { S("[Steering]\nFlowsPerSource=16777217\n"),   -EINVAL, "Invalid FlowsPerSource" },
+        { S("[Steering]\nFlowsPerSource=-1\n"),         -EINVAL, "Invalid FlowsPerSource" },
         { S("[Steering]\nFlowTableSize=16777217\n"),    -EINVAL, "Invalid FlowTableSize" },
         { S("[Steering]\nFlowTableSize=99999999999999999999999\n"), -EINVAL, "Invalid FlowTableSize" },
         { S("[Steering]\nFlowTimeoutSec=0\n"),          -EINVAL, "Invalid FlowTimeoutSec=0: must be greater than zero" },
@@ -1298,6 +1302,7 @@ START_TEST(test_fill_defaults) {
         ck_assert_int_eq(c.dissector, GRM_DISSECTOR_FLOW);
         ck_assert_uint_eq(c.sockets_per_generation, 1);
         ck_assert_uint_eq(c.flow_table_size, 65536);
+        ck_assert_int_eq(c.flows_per_source, CONFIG_DEFAULT_FLOWS_PER_SOURCE);
         ck_assert_uint_eq(c.flow_timeout_usec, SEC(125));
         ck_assert_uint_eq(c.start_timeout_usec, SEC(90));
         ck_assert_uint_eq(c.drain_timeout_usec, SEC(60));
