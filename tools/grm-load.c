@@ -35,6 +35,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "grm-load-spread.h"
 #include "grm-load-tcp.h"
 #include "macro.h"
 #include "tools-util.h"
@@ -275,6 +276,9 @@ static int help(void) {
                "  -q --quiet                 Print no human report (--json is still printed)\n"
                "     --tcp                   TCP mode: new connections per second and long-lived\n"
                "                             connections (see grm-load --tcp --help)\n"
+               "     --spread                Many-flows mode: up to 16,777,216 concurrent flows from\n"
+               "                             source addresses across 127.0.0.0/8, several threads\n"
+               "                             with sendmmsg() (see grm-load --spread --help)\n"
                "\n"
                "Exit status:\n"
                "  0  run completed: nothing lost, no flow moved, no new flow on an old generation,\n"
@@ -1276,9 +1280,12 @@ int main(int argc, char *argv[]) {
         int r;
 
         /* --tcp anywhere before "--" selects the TCP mode, which has options of its own. */
-        for (int i = 1; i < argc && !streq(argv[i], "--"); i++)
+        for (int i = 1; i < argc && !streq(argv[i], "--"); i++) {
                 if (streq(argv[i], "--tcp"))
                         return load_tcp_main(argc, argv);
+                if (streq(argv[i], "--spread"))
+                        return load_spread_main(argc, argv);
+        }
 
         r = parse_argv(argc, argv);
         if (r < 0)

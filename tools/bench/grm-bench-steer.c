@@ -133,6 +133,9 @@ static unsigned arg_rounds = 6;
 static uint64_t arg_packets = 100000;
 static unsigned arg_sockets = 1;
 static bool arg_interleave = true;
+static unsigned arg_stride = 1;      /* the rounds send from every stride-th source address */
+static uint64_t arg_rate = 0;        /* datagrams per second the sender keeps to; 0: as fast as it can */
+static unsigned sweep_stride = 1;    /* the warm-up sweeps over every flow */
 static bool arg_json = false;
 
 static void closedirp(DIR **d) {
@@ -547,12 +550,17 @@ static int send_sweep(Bench *b, unsigned group, uint64_t *ret_sent, uint64_t *re
                 };
         }
 
-        for (unsigned a0 = 0; a0 < b->n_addrs; a0 += BATCH) {
-                unsigned n = b->n_addrs - a0 < BATCH ? b->n_addrs - a0 : BATCH;
+        unsigned n_addrs = (b->n_addrs + sweep_stride - 1) / sweep_stride;
+        static uint64_t next_ns;
+
+        for (unsigned a0 = 0; a0 < n_addrs; a0 += BATCH) {
+                unsigned n = n_addrs - a0 < BATCH ? n_addrs - a0 : BATCH;
 
                 /* The source address of each datagram: IP_PKTINFO's ipi_spec_dst. */
                 for (unsigned i = 0; i < n; i++) {
-                        struct in_pktinfo pi = { .ipi_spec_dst.s_addr = htonl(SOURCE_ADDR_BASE + a0 + i) };
+                        struct in_pktinfo pi = {
+                                .ipi_spec_dst.s_addr = htonl(SOURCE_ADDR_BASE + (a0 + i) * sweep_stride),
+                        };
 
                         memcpy(CMSG_DATA((struct cmsghdr *) ctl[i].buf), &pi, sizeof(pi));
                 }
@@ -561,9 +569,24 @@ static int send_sweep(Bench *b, unsigned group, uint64_t *ret_sent, uint64_t *re
 
                         /* Connection numbers: one per remote (source port, source address). */
                         for (unsigned i = 0; i < n; i++)
-                                fill_payload(payloads[i], (uint64_t) p * b->n_addrs + a0 + i);
-                        t0 = clock_nsec(CLOCK_THREAD_CPUTIME_ID);
+                                fill_payload(payloads[i], (uint64_t) p * b->n_addrs + (a0 + i) * sweep_stride);
 
+                        /* --rate: a batch every n / rate seconds (the program then runs with
+                         * whatever the rest of the machine left in the caches meanwhile). */
+                        if (arg_rate > 0 && sweep_stride == arg_stride) {
+                                uint64_t now = clock_nsec(CLOCK_MONOTONIC);
+
+                                if (next_ns > now) {
+                                        struct timespec ts = { .tv_sec = (time_t) (next_ns / NSEC_PER_SEC),
+                                                               .tv_nsec = (long) (next_ns % NSEC_PER_SEC) };
+
+                                        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+                                                ;
+                                } else
+                                        next_ns = now;
+                                next_ns += (uint64_t) n * NSEC_PER_SEC / arg_rate;
+                        }
+                        t0 = clock_nsec(CLOCK_THREAD_CPUTIME_ID);
                         r = send_batch(b->source_fds[p], msgs, n);
                         if (r < 0)
                                 return r;
@@ -694,6 +717,11 @@ static int help(void) {
                "                            interleave: each sweep over the flows goes to each\n"
                "                            group in turn (default); alternate: all the round's\n"
                "                            sweeps to one group, then the next\n"
+               "     --rate N               send at N datagrams/s in the rounds (the warm-up\n"
+               "                            goes as fast as it can): cold caches\n"
+               "     --sample-every N       the rounds send from every N-th source address only\n"
+               "                            (with all its ports): a sample of the flows, for\n"
+               "                            low rates over large tables\n"
                "     --json                 print the result as one JSON object\n"
                "  -h --help                 show this help\n",
                program_invocation_short_name);
@@ -716,7 +744,7 @@ static int parse_number(const char *opt, const char *s, uint64_t min, uint64_t m
 }
 
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_JSON = 0x100, ARG_MODE };
+        enum { ARG_JSON = 0x100, ARG_MODE, ARG_RATE, ARG_STRIDE };
         static const struct option options[] = {
                 { "help",            no_argument,       NULL, 'h'      },
                 { "dissector",       required_argument, NULL, 'D'      },
@@ -727,6 +755,8 @@ static int parse_argv(int argc, char *argv[]) {
                 { "sockets",         required_argument, NULL, 's'      },
                 { "mode",            required_argument, NULL, ARG_MODE },
                 { "json",            no_argument,       NULL, ARG_JSON },
+                { "rate",            required_argument, NULL, ARG_RATE },
+                { "sample-every",    required_argument, NULL, ARG_STRIDE },
                 {}
         };
         uint64_t u;
@@ -784,6 +814,15 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_JSON:
                         arg_json = true;
+                        break;
+                case ARG_RATE:
+                        if (parse_number("--rate", optarg, 1, 100000000, &arg_rate) < 0)
+                                return -EINVAL;
+                        break;
+                case ARG_STRIDE:
+                        if (parse_number("--sample-every", optarg, 1, 1000000, &u) < 0)
+                                return -EINVAL;
+                        arg_stride = (unsigned) u;
                         break;
                 case '?':
                         return -EINVAL;
@@ -861,9 +900,9 @@ static int summarize(Bench *b, uint64_t flows, uint64_t sweeps, Summary *ret) {
 static void print_json(const Summary *sum) {
         printf("{\"dissector\":\"%s\",\"flows\":%" PRIu64 ",\"live_flow_entries\":%" PRIu64
                ",\"flow_entries\":%" PRIu64 ",\"rounds\":%u,\"packets_per_phase\":%" PRIu64
-               ",\"mode\":\"%s\",\"ratio\":%.3f,\"ratio_min\":%.3f,\"ratio_max\":%.3f",
+               ",\"rate\":%" PRIu64 ",\"sample_every\":%u,\"mode\":\"%s\",\"ratio\":%.3f,\"ratio_min\":%.3f,\"ratio_max\":%.3f",
                dissector_name(arg_dissector), sum->flows, sum->live, sum->total, arg_rounds,
-               sum->packets_per_phase, arg_interleave ? "interleave" : "alternate", sum->ratio,
+               sum->packets_per_phase, arg_rate, arg_stride, arg_interleave ? "interleave" : "alternate", sum->ratio,
                sum->ratio_min, sum->ratio_max);
         printf(",\"ratio_select\":%.3f,\"ratio_select_min\":%.3f,\"ratio_select_max\":%.3f",
                sum->ratio_select, sum->ratio_select_min, sum->ratio_select_max);
@@ -926,7 +965,8 @@ int main(int argc, char *argv[]) {
                 return 1;
 
         flows = (uint64_t) b->n_ports * b->n_addrs;
-        sweeps = (arg_packets + flows - 1) / flows;
+        /* Rounds sweep over every stride-th source address (each with all its ports). */
+        sweeps = (arg_packets + flows / arg_stride - 1) / (flows / arg_stride > 0 ? flows / arg_stride : 1);
 
         /* Warm-up: the programs create every flow's entry; routes and caches get warm. */
         for (unsigned g = 0; g < _GROUP_MAX; g++)
@@ -937,6 +977,7 @@ int main(int argc, char *argv[]) {
         r = steering_count_flows(b->steering, &live, &total);
         if (r < 0)
                 return log_errno(r, "steering_count_flows(): %m"), 1;
+        sweep_stride = arg_stride;
 
         if (!arg_json) {
                 printf("grm-bench-steer: dissector %s, %" PRIu64 " flows (%u source ports x %u addresses), "
