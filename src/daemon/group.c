@@ -94,6 +94,19 @@ static int set_receive_buffer(int fd, uint64_t bytes) {
         return 0;
 }
 
+/* SO_REUSEADDR on every TCP listener grmd makes (systemd sets it on its own). A connection an
+ * instance accepted belongs to the instance's user (accept() sets its owner), and shares the
+ * listener's port: binding the next generation's listener as root would conflict with it, and
+ * fail with EADDRINUSE, unless both sockets allow address reuse, which the connection inherits
+ * from its listener (inet_bind_conflict() in net/ipv4/inet_connection_sock.c). */
+static int set_reuse_address(int fd) {
+        int one = 1;
+
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+                return negative_errno();
+        return 0;
+}
+
 int group_listen(const char *address, uint64_t receive_buffer, Group *ret) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_storage sa;
@@ -108,6 +121,11 @@ int group_listen(const char *address, uint64_t receive_buffer, Group *ret) {
                 return negative_errno();
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
                 return negative_errno();
+        if (type == SOCK_STREAM) {
+                r = set_reuse_address(fd);
+                if (r < 0)
+                        return r;
+        }
         if (sa.ss_family == AF_INET6) {
                 /* "[::]" means dual-stack, as systemd's BindIPv6Only=default does. */
                 int v6only = 0;
@@ -327,6 +345,11 @@ int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd) {
                 return negative_errno();
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
                 return negative_errno();
+        if (stream) {
+                r = set_reuse_address(fd);
+                if (r < 0)
+                        return r;
+        }
 
         if (g->sa.ss_family == AF_INET6) {
                 int v6only = 0;

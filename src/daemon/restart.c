@@ -180,7 +180,10 @@ void restart_on_ready(Manager *m, Generation *g) {
         if (!old)
                 for (unsigned i = 0; i < m->n_groups; i++) {
                         int n = group_discard_queued(&m->groups[i]);
-                        if (n > 0)
+                        if (n > 0 && m->groups[i].type == SOCK_STREAM)
+                                log_notice("Handed %d connection(s) queued on %s while no generation was working to generation %" PRIu32 ".",
+                                           n, m->groups[i].address, g->gen);
+                        else if (n > 0)
                                 log_notice("Dropped %d datagram(s) that reached %s while no generation was working.",
                                            n, m->groups[i].address);
                 }

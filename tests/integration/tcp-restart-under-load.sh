@@ -4,17 +4,21 @@
 # listeners with connections still queued: 0 refused, 0 reset, 0 timed out, 0 broken; what was
 # queued is migrated (counted per generation and per verdict); every long-lived session follows
 # the restarts (moved). With UDP_LISTEN set, a UDP group on the same port runs beside it in the
-# same generations (LISTEN_FDS in the order given): 0 lost, 0 moved there too.
+# same generations (LISTEN_FDS in the order given): 0 lost, 0 moved there too. With RUN_AS set the
+# instances run as that user: their accepted connections are then that user's, which the next
+# generation's listeners (grmd's, root's) must not conflict with when they bind.
 . "$(dirname "$0")/lib.sh"
 
 LISTEN=${LISTEN:-tcp:127.0.0.1:9000}
 TARGET=${TARGET:-127.0.0.1:9000}
 UDP_LISTEN=${UDP_LISTEN:-}
 RESTARTS=${RESTARTS:-5}
+RUN_AS=${RUN_AS:-}
 
 args=()
 [ -n "$UDP_LISTEN" ] && args+=(--listen "$UDP_LISTEN")
 args+=(--listen "$LISTEN")
+[ -n "$RUN_AS" ] && args+=(--user "$RUN_AS")
 start_grmd "${args[@]}" --sockets-per-generation 2 --drain-timeout 20 --receive-buffer 4M \
         -- "$GRM_ECHO" --idle-exit 0.5 --accept-every 0.05
 
