@@ -719,6 +719,14 @@ int grm_steer(struct sk_reuseport_md *ctx) {
 
                 if (slot != GRM_SLOT_NONE)
                         return finish(GRM_STAT_QUIC_CID_LIVE, slot, SK_PASS);
+        } else if (cfg->dissector == GRM_DISSECTOR_NONE && cfg->working_slot != GRM_SLOT_NONE) {
+                /* Dissector none while a generation works, the whole of it: the working
+                 * generation's socket, before anything else is set up. Whatever fails here
+                 * (its sockets are gone) gets the full program's verdict. */
+                __u32 slot = cfg->working_slot, index;
+
+                if (select_in_slot(ctx, slot, &index) == 0)
+                        return finish(GRM_STAT_WORKING, slot, SK_PASS);
         }
         return steer(ctx, cfg);
 }
