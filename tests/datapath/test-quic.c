@@ -16,7 +16,11 @@
  *    flip between them reach the same generation, 0-RTT too; under 1,200 bytes, or a DCID
  *    under 8 octets, only the flow table (which moves them with the port);
  *  - QUIC v1 and v2 (RFC 9369's long header type bits), Retry from a client, Version
- *    Negotiation, an unknown version, truncated headers: working generation, counted.
+ *    Negotiation, an unknown version, truncated headers: working generation, counted;
+ *  - a server that ignores the variables and issues a grm-shaped CID by chance keeps the flow
+ *    table's behaviour;
+ *  - a later grmd that adopts the maps (takeover) routes the same CIDs and first flights; maps of
+ *    another layout are refused; a config id's prefix is replaced only when it changes.
  *
  * Every case asserts on the socket that got each datagram and on every verdict counter.
  */
@@ -784,6 +788,58 @@ START_TEST(test_ignoring_server) {
 }
 END_TEST
 
+/* What a takeover does: a second Steering object adopts the first one's maps and loads the program
+ * again over them. CIDs and first flights route as before; a map set in the wrong order (what an
+ * older grm's snapshot would be) is refused, not half used. */
+START_TEST(test_adopt) {
+        Rig *rig = rig_new(&cases_quic[_i], "c0a8", 4);
+        _cleanup_(steering_freep) Steering *next = NULL, *wrong = NULL;
+        int fds[STEERING_N_MAPS], swapped[STEERING_N_MAPS], fd, first, client;
+        uint8_t dcid[GRM_QUIC_CID_MAX], cid[GRM_QUIC_CID_MAX], scid[8] = {};
+        QuicLbPrefix other;
+        Counters st;
+        Datagram d;
+        size_t n;
+
+        /* The prefix of a config id is rewritten only when it changes. */
+        expect_eq(steering_set_quic_config(rig->steering, 4, &rig->prefix), 0, "same prefix again");
+        expect(quic_lb_parse_prefix("c0a9", &other) == 0, "prefix");
+        expect_eq(steering_set_quic_config(rig->steering, 5, &other), 0, "a new config id");
+        expect_eq(steering_set_quic_config(rig->steering, 5, &rig->prefix), 1, "another prefix, same config id");
+        expect_eq(steering_set_quic_config(rig->steering, 7, &rig->prefix), (uint64_t) -EINVAL, "config id 7");
+
+        two_generations(rig);
+        client = client_new(rig);
+        n = cid_client(16, 6, dcid);
+        long_header(&d, GRM_QUIC_VERSION_1, T_INITIAL, dcid, n, scid, 8, 1200);
+        first = expect_gen(rig, client, &d, SLOT_GEN2, "Initial before the takeover");
+
+        expect(steering_get_map_fds(rig->steering, fds) == 0, "steering_get_map_fds()");
+        memcpy(swapped, fds, sizeof(fds));
+        swapped[STEERING_N_MAPS - 1] = fds[STEERING_N_MAPS - 2];
+        swapped[STEERING_N_MAPS - 2] = fds[STEERING_N_MAPS - 1];
+        expect(steering_new(65536, &wrong) == 0 && steering_adopt_maps(wrong, swapped) == 0, "adopt");
+        fd = open_server_socket(rig->c->family, rig->port, NULL);
+        expect_eq(steering_add_group(wrong, fd, NULL), (uint64_t) -EPROTO, "maps in the wrong order");
+        safe_close(fd);
+        wrong = steering_free(wrong);
+
+        /* The next grmd: adopts, re-attaches through the original socket, the old one goes. */
+        expect(steering_new(65536, &next) == 0 && steering_adopt_maps(next, fds) == 0, "adopt");
+        expect_eq(steering_add_group(next, rig->socks[0].fd, NULL), 0, "steering_add_group() over adopted maps");
+        rig->steering = steering_free(rig->steering);
+        rig->steering = TAKE_PTR(next);
+        st = stats_now(rig);
+
+        short_header(&d, cid, cid_grm(rig, 4, 12, SLOT_GEN1, 3, 1, cid), 40);
+        expect_socket(rig, client_new(rig), &d, SLOT_GEN1, 3, "gen 1's CID after the takeover");
+        long_header(&d, GRM_QUIC_VERSION_1, T_INITIAL, dcid, n, scid, 8, 1200);
+        expect(send_locate(rig, client_new(rig), &d) == first, "first flight moved by the takeover");
+        assert_stats(rig, &st, "after the takeover", GRM_STAT_QUIC_CID_LIVE, 1, GRM_STAT_QUIC_FIRST_FLIGHT_EXISTING, 1, -1);
+        rig_free(rig);
+}
+END_TEST
+
 static TCase *tcase(Suite *s, const char *name, double timeout_sec) {
         TCase *tc = tcase_create(name);
 
@@ -806,6 +862,7 @@ static Suite *quic_suite(void) {
         tcase_add_loop_test(tcase(s, "first_flight_limits", 20), test_first_flight_limits, 0, n);
         tcase_add_loop_test(tcase(s, "bad_headers", 20), test_bad_headers, 0, n);
         tcase_add_loop_test(tcase(s, "ignoring_server", 20), test_ignoring_server, 0, n);
+        tcase_add_loop_test(tcase(s, "adopt", 20), test_adopt, 0, n);
         return s;
 }
 
