@@ -3,7 +3,7 @@
 # (read with TCP_INFO), IPV6_V6ONLY, bound device, TCP_DEFER_ACCEPT, TCP_FASTOPEN, TCP_NODELAY,
 # keep-alive and its idle time, and the receive buffer it was given; its name reaches the
 # instance; connections are served over IPv6. The generation's sockets are read from the
-# instance itself (pidfd_getfd).
+# instance itself (pidfd_getfd). A TCP socket that does not listen is refused.
 . "$(dirname "$0")/lib.sh"
 
 # Stand in for systemd: a v6only TCP listener on [::]:9300 bound to lo, with the options of a
@@ -79,3 +79,23 @@ out=$("$GRM_LOAD" --tcp --json -r 50 -L 2 -d 0.5 '[::1]:9300') || fail "not serv
 [ "$(status_json | jq '.generations[0].connections')" -gt 0 ] || fail "no connection counted for generation 1"
 ok "served over IPv6 by generation 1"
 stop_grmd || fail "grmd did not exit cleanly"
+
+# A TCP socket that does not listen (a .socket unit with Accept=yes hands over connections, not
+# a listener) is refused at start, with the advice, and nothing is left running.
+rc=0
+python3 - "$GRMD" "$SOCK" "$GRM_ECHO" <<'PY' >"$WORK/refused.log" 2>&1 || rc=$?
+import os, socket, sys
+grmd, sock, echo = sys.argv[1:4]
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("127.0.0.1", 9301))
+if s.fileno() != 3:
+    os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="conn")
+os.execv(grmd, [grmd, "--control", sock, "--", echo])
+PY
+[ "$rc" = 1 ] || fail "grmd with a TCP socket that does not listen exited $rc, expected 1"
+grep -q "does not listen: use Accept=no" "$WORK/refused.log" || fail "no advice: $(cat "$WORK/refused.log")"
+pgrep -f "$GRM_ECHO" >/dev/null && fail "an instance was started"
+ok "a TCP socket that does not listen is refused with advice"
