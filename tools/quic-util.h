@@ -223,6 +223,7 @@ static inline int quic_timeout_ms(uint64_t due, uint64_t now) {
                 return -1;
         if (due <= now)
                 return 0;
-        ms = (due - now + 999999) / 1000000;
+        /* Rounded up (never a busy loop), without the overflow of adding first. */
+        ms = (due - now) / 1000000 + ((due - now) % 1000000 != 0);
         return ms > 60000 ? 60000 : (int) ms;
 }
