@@ -237,6 +237,8 @@ struct Load {
         uint64_t hs_in_flight_max;
         uint64_t open_errors;
         uint64_t send_errors;
+        uint32_t next_port;          /* --ports: the next source port to try */
+        bool ports_wrapped;          /* --ports: the range was used up and started over */
         Samples ping_usec;
         Samples handshake_usec;
         ConnRecord *records;
@@ -264,6 +266,7 @@ static bool arg_json = false;
 static bool arg_quiet = false;
 static bool arg_per_connection = false;
 static bool arg_progress = false;
+static uint32_t arg_port_first = 0, arg_port_last = 0;  /* --ports; 0: the kernel picks */
 
 static int log_error(int r, const char *fmt, ...) _printf_(2, 3);
 static int log_error(int r, const char *fmt, ...) {
@@ -325,6 +328,10 @@ static int help(void) {
                "     --per-connection        List every long-lived connection in the report: its\n"
                "                             generation, rebindings, how it ended, and the server's\n"
                "                             CID at the handshake and at the end (JSON only)\n"
+               "     --ports FIRST-LAST      Bind every new socket (new client, rebinding) to the next\n"
+               "                             port of this range, so that no two sockets of the run\n"
+               "                             share a source port (a reused port can be an old flow to\n"
+               "                             grm's flow table); wraps around when used up\n"
                "     --progress              A progress line on stderr every second\n"
                "     --json                  Print the report as one JSON object\n"
                "  -q --quiet                 Print no human report (--json is still printed)\n"
@@ -373,6 +380,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_EXPECT_GENERATION,
                 ARG_PER_CONNECTION,
                 ARG_PROGRESS,
+                ARG_PORTS,
                 ARG_JSON,
         };
         static const struct option options[] = {
@@ -395,6 +403,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "expect-generation", required_argument, NULL, ARG_EXPECT_GENERATION },
                 { "per-connection",    no_argument,       NULL, ARG_PER_CONNECTION    },
                 { "progress",          no_argument,       NULL, ARG_PROGRESS          },
+                { "ports",             required_argument, NULL, ARG_PORTS             },
                 { "json",              no_argument,       NULL, ARG_JSON              },
                 { "quiet",             no_argument,       NULL, 'q'                   },
                 {}
@@ -478,6 +487,20 @@ static int parse_argv(int argc, char *argv[]) {
                 case ARG_PROGRESS:
                         arg_progress = true;
                         break;
+                case ARG_PORTS: {
+                        char buf[32], *dash;
+                        uint64_t first, last;
+
+                        if (strlen(optarg) >= sizeof(buf) || !(dash = strchr(strcpy(buf, optarg), '-')))
+                                return usage_error("--ports: expected FIRST-LAST, got '%s'", optarg);
+                        *dash = 0;
+                        if (parse_u64_range(buf, 1, 65535, &first) < 0 || parse_u64_range(dash + 1, 1, 65535, &last) < 0 ||
+                            last < first)
+                                return usage_error("--ports: expected FIRST-LAST within 1..65535, got '%s'", optarg);
+                        arg_port_first = (uint32_t) first;
+                        arg_port_last = (uint32_t) last;
+                        break;
+                }
                 case ARG_JSON:
                         arg_json = true;
                         break;
@@ -830,6 +853,33 @@ static int load_open_socket(Load *l, struct sockaddr_storage *ret_local, socklen
         fd = socket(l->target.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_UDP);
         if (fd < 0)
                 return negative_errno();
+        if (arg_port_first > 0) {
+                uint32_t n = arg_port_last - arg_port_first + 1;
+                int r = -EADDRINUSE;
+
+                /* The next free port of the range; one in use (by this run or another) is skipped. */
+                for (uint32_t tries = 0; tries < n && r < 0; tries++) {
+                        struct sockaddr_storage sa = {};
+                        uint16_t port;
+
+                        if (l->next_port < arg_port_first || l->next_port > arg_port_last) {
+                                if (l->next_port > arg_port_last)
+                                        l->ports_wrapped = true;
+                                l->next_port = arg_port_first;
+                        }
+                        port = htons((uint16_t) l->next_port++);
+                        sa.ss_family = l->target.ss_family;
+                        if (sa.ss_family == AF_INET)
+                                ((struct sockaddr_in *) &sa)->sin_port = port;
+                        else
+                                ((struct sockaddr_in6 *) &sa)->sin6_port = port;
+                        r = bind(fd, (struct sockaddr *) &sa, l->target_len) < 0 ? negative_errno() : 0;
+                        if (r < 0 && r != -EADDRINUSE)
+                                return r;
+                }
+                if (r < 0)
+                        return r;
+        }
         if (connect(fd, (struct sockaddr *) &l->target, l->target_len) < 0)
                 return negative_errno();
         *ret_local_len = sizeof(*ret_local);
@@ -1543,7 +1593,8 @@ static void load_print_json(Load *l) {
                ",\"handshakes_in_progress_min\":%" PRIu64 ",\"handshakes_in_progress_max\":%" PRIu64 "}",
                arg_rebind_mode == REBIND_NAT ? "nat" : "migrate", l->rebind_events, l->rebinds, l->migrations,
                l->migration_fallbacks, l->rebind_errors, l->hs_in_flight_min, l->hs_in_flight_max);
-        printf(",\"open_errors\":%" PRIu64 ",\"send_errors\":%" PRIu64, l->open_errors, l->send_errors);
+        printf(",\"open_errors\":%" PRIu64 ",\"send_errors\":%" PRIu64 ",\"source_ports_wrapped\":%s", l->open_errors,
+               l->send_errors, l->ports_wrapped ? "true" : "false");
         printf(",\"ping_latency_us\":{\"p50\":%" PRIu64 ",\"p99\":%" PRIu64 "}",
                samples_quantile(&l->ping_usec, 0.5), samples_quantile(&l->ping_usec, 0.99));
         printf(",\"handshake_latency_us\":{\"p50\":%" PRIu64 ",\"p99\":%" PRIu64 "}",
