@@ -175,6 +175,7 @@ static uint64_t arg_idle_timeout_nsec = 30 * NSEC_PER_SEC;
 static uint64_t arg_max_connections = 20000;
 static const char *arg_cert = NULL;
 static const char *arg_key = NULL;
+static const char *arg_reset_key = NULL;
 static bool arg_verbose = false;
 
 static void conn_free(Conn *c);
@@ -244,6 +245,12 @@ static int help(void) {
                "                           ephemeral self-signed ECDSA P-256 certificate for\n"
                "                           \"localhost\", made at start-up\n"
                "     --key FILE            PEM private key of --cert\n"
+               "     --reset-key FILE      The stateless reset key: the first 32 octets of FILE (at\n"
+               "                           least 16). Give every generation the same one, so that a\n"
+               "                           client of a generation that is gone can verify the\n"
+               "                           working one's reset and close at once. Default: random\n"
+               "                           per instance (such resets are ignored; the connection\n"
+               "                           ends by its idle timeout)\n"
                "  -v --verbose             Log every connection that opens or closes\n"
                "\n"
                "Environment:\n"
@@ -281,6 +288,7 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_MAX_CONNECTIONS,
                 ARG_CERT,
                 ARG_KEY,
+                ARG_RESET_KEY,
         };
         static const struct option options[] = {
                 { "help",            no_argument,       NULL, 'h'                 },
@@ -293,6 +301,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS },
                 { "cert",            required_argument, NULL, ARG_CERT            },
                 { "key",             required_argument, NULL, ARG_KEY             },
+                { "reset-key",       required_argument, NULL, ARG_RESET_KEY       },
                 { "verbose",         no_argument,       NULL, 'v'                 },
                 {}
         };
@@ -354,6 +363,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_KEY:
                         arg_key = optarg;
+                        break;
+                case ARG_RESET_KEY:
+                        arg_reset_key = optarg;
                         break;
                 case 'v':
                         arg_verbose = true;
@@ -1320,6 +1332,31 @@ static int echo_collect_sockets(Echo *e) {
         return 0;
 }
 
+/* --reset-key: the first RESET_SECRET_LEN octets of the file (zero-padded), at least 16. */
+static int load_reset_key(const char *path, uint8_t key[static RESET_SECRET_LEN]) {
+        _cleanup_close_ int fd = -EBADF;
+        size_t n = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return log_errno(negative_errno(), "cannot open --reset-key %s: %m", path);
+        memset(key, 0, RESET_SECRET_LEN);
+        while (n < RESET_SECRET_LEN) {
+                ssize_t k = read(fd, key + n, RESET_SECRET_LEN - n);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return log_errno(negative_errno(), "cannot read --reset-key %s: %m", path);
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+        if (n < 16)
+                return log_errno(-EINVAL, "--reset-key %s has %zu octets, needs at least 16", path, n);
+        return 0;
+}
+
 /* An ephemeral self-signed ECDSA P-256 certificate for "localhost", valid from an hour ago for a year. */
 static int make_ephemeral_certificate(gnutls_certificate_credentials_t cred) {
         static const char cn[] = "grm-quic-echo";
@@ -1580,6 +1617,8 @@ int main(int argc, char *argv[]) {
         if (echo_collect_sockets(e) < 0)
                 return EXIT_FAILURE;
         if (echo_setup_tls(e) < 0)
+                return EXIT_FAILURE;
+        if (arg_reset_key && load_reset_key(arg_reset_key, e->reset_secret) < 0)
                 return EXIT_FAILURE;
         r = echo_setup_signals(e);
         if (r < 0) {
