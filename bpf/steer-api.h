@@ -47,8 +47,14 @@
 #define GRM_FLOW_BUCKET_SIZE    (GRM_FLOW_WAYS * GRM_FLOW_ENTRY_SIZE)
 
 /* Entries' last-seen times are bpf_ktime_get_coarse_ns() >> GRM_FLOW_TICK_SHIFT (16.8 ms ticks)
- * kept modulo 2^32 (wraps after 2.3 years; ages are computed modulo 2^32 too). */
+ * kept modulo 2^32, ages too (now - seen): an age of 2^31 or more is a stamp from "the future"
+ * (below), so an entry nobody looked at for 1.1 years reads as just seen again; long expired,
+ * it was free to take all that time. */
 #define GRM_FLOW_TICK_SHIFT     24U
+
+/* An entry's age (now - seen, modulo 2^32) at or past this is a stamp another CPU made an
+ * instant after this one read the clock: just seen, not ancient. Timeouts are capped below it. */
+#define GRM_FLOW_AGE_FUTURE     0x80000000U
 
 /* A flow entry's last-seen time is refreshed at most this often (ns), and at least twice per flow
  * timeout, to keep the hot path from writing the shared entry on every packet. An idle flow

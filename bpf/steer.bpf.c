@@ -148,6 +148,13 @@ struct flow_probe {
         __u32 now;      /* ticks */
 };
 
+/* Whether an entry last seen age ticks ago (now - seen, modulo 2^32) is expired. Another CPU
+ * may stamp an entry with a tick newer than the now this CPU read a moment before: such an "age"
+ * wraps to 2^32 - 1 and the like, and means just seen. */
+static __always_inline int flow_age_expired(const struct grm_config *cfg, __u32 age) {
+        return age > cfg->flow_timeout_ticks && age < GRM_FLOW_AGE_FUTURE;
+}
+
 /* An entry nothing live holds: empty, idle past the timeout, or of a generation that left its
  * slot. (An entry of a live generation whose socket was closed is not: it goes with its
  * generation.) */
@@ -156,7 +163,7 @@ static __always_inline int entry_free(const struct grm_config *cfg, __u32 tag, _
         __u32 slot = (index / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
         struct grm_slot *s;
 
-        if (tag == 0 || now - seen > cfg->flow_timeout_ticks)
+        if (tag == 0 || flow_age_expired(cfg, now - seen))
                 return 1;
         s = bpf_map_lookup_elem(&slots, &slot);
         return !s || s->gen != gen;
@@ -182,7 +189,7 @@ static __always_inline int find_in_bucket(struct sk_reuseport_md *ctx, const str
                 age = p->now - e->seen;
                 index = e->index;
                 slot = (index / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
-                if (age > cfg->flow_timeout_ticks)
+                if (flow_age_expired(cfg, age))
                         return GRM_STAT_FLOW_EXPIRED;
                 s = bpf_map_lookup_elem(&slots, &slot);
                 if (!s || s->gen != e->gen ||
@@ -190,7 +197,7 @@ static __always_inline int find_in_bucket(struct sk_reuseport_md *ctx, const str
                     bpf_sk_select_reuseport(ctx, &sockets, &index, 0) < 0)
                         return GRM_STAT_FLOW_STALE;
                 /* Refresh well within the timeout, or a busy flow "expires". */
-                if (age >= cfg->flow_touch_ticks)
+                if (age >= cfg->flow_touch_ticks && age < GRM_FLOW_AGE_FUTURE)
                         e->seen = p->now;
                 c->slot = slot;
                 c->index = index;

@@ -130,7 +130,7 @@ static void set_flow_timeout(struct grm_config *c, uint64_t timeout_ns) {
         c->flow_timeout_ns = timeout_ns;
         /* Ages are differences of 32-bit tick counts: past 2^31 ticks (1.1 years) a timeout is
          * as good as infinite. */
-        c->flow_timeout_ticks = ticks > INT32_MAX ? UINT32_MAX : (uint32_t) ticks;
+        c->flow_timeout_ticks = ticks >= GRM_FLOW_AGE_FUTURE ? GRM_FLOW_AGE_FUTURE - 1 : (uint32_t) ticks;
         touch_ns = timeout_ns / 2 < GRM_FLOW_TOUCH_NS ? timeout_ns / 2 : GRM_FLOW_TOUCH_NS;
         ticks = touch_ns >> GRM_FLOW_TICK_SHIFT;
         c->flow_touch_ticks = ticks > 0 ? (uint32_t) ticks : 1;
@@ -580,7 +580,10 @@ int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total)
                         if (e->tag == 0)
                                 continue;
                         total++;
-                        if ((uint32_t) (now - e->seen) <= s->config.flow_timeout_ticks &&
+                        uint32_t age = now - e->seen;
+
+                        /* (a stamp newer than this walk's clock read is just seen, as in the program) */
+                        if ((age <= s->config.flow_timeout_ticks || age >= GRM_FLOW_AGE_FUTURE) &&
                             slot_gens[slot].gen == e->gen && group < s->n_groups)
                                 ret_counts[group]++;
                 }

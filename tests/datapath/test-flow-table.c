@@ -741,6 +741,28 @@ START_TEST(test_collision) {
         expect_eq(real_round(rig, &real, "real flows"), 0, "real flows moved");
         assert_stats(rig, &st, "real flows", GRM_STAT_FLOW_EXISTING, N_REAL);
 
+        /* A stamp a few ticks ahead of this CPU's clock (another CPU refreshed the entry an
+         * instant after this one read the time) is "just seen", not 2^32 ticks old: the flow
+         * keeps its draining generation. */
+        {
+                struct sockaddr_storage self;
+                socklen_t len = sizeof(self);
+                struct grm_flow_key k;
+                struct grm_flow_bucket bk;
+                uint32_t bucket;
+                unsigned way;
+
+                expect(getsockname(real.fds[0], (struct sockaddr *) &self, &len) == 0, "getsockname: %m");
+                k = flow_key_of(&self);
+                expect(flow_entry_find(&k, NULL, &bucket, &way), "real flow 0 has no entry");
+                bk = flow_bucket_read(bucket);
+                bk.entries[way].seen += 10;
+                flow_bucket_write(bucket, &bk);
+                expect_eq(send_one(rig, real.fds[0], "a real flow stamped in the future"), real.sock[0],
+                          "a real flow stamped in the future: socket");
+                assert_stats(rig, &st, "a real flow stamped in the future", GRM_STAT_FLOW_EXISTING, 1);
+        }
+
         safe_close(fd);
         real_close(&real);
         rig_free(rig);
