@@ -31,7 +31,7 @@ static void help(void) {
                "     --flow-table-size N           flow table entries (default 65536)\n"
                "     --flow-timeout SEC            idle time after which a flow is new (default 125)\n"
                "     --flows-per-source N          flow entries one address (IPv6: /64) may make per\n"
-               "                                   flow timeout (default 4096; 0: no quota)\n"
+               "                                   flow timeout (default 0: no quota)\n"
                "     --quic-server-id-prefix HEX   octets in front of grm's in QUIC server IDs (0-8)\n"
                "     --quic-config-id N            QUIC-LB config id given to new instances (0-6)\n"
                "     --start-timeout SEC           time to READY=1 before rollback (default 90)\n"

@@ -27,7 +27,10 @@
 
 #define CONFIG_DEFAULT_FLOW_TABLE_SIZE   65536U
 #define CONFIG_DEFAULT_FLOW_TIMEOUT_USEC (125ULL * 1000000ULL)
-#define CONFIG_DEFAULT_FLOWS_PER_SOURCE  4096U     /* FlowsPerSource=; 0 is "no quota" */
+/* FlowsPerSource=: 0, no quota. A quota counts the entries a source makes per window, so a host
+ * with many short flows (a NAT gateway, a load generator on 127.0.0.1) reaches any fixed one;
+ * without it no flood moves an existing flow either (docs/BENCHMARKS.md, issue 9). */
+#define CONFIG_DEFAULT_FLOWS_PER_SOURCE  0U
 #define CONFIG_DEFAULT_START_TIMEOUT_USEC (90ULL * 1000000ULL)
 #define CONFIG_DEFAULT_DRAIN_TIMEOUT_USEC (60ULL * 1000000ULL)
 

@@ -5,7 +5,7 @@
  * namespace (tools/bench/flow-flood runs it).
  *
  * A reuseport group like grmd's (an original socket, then generations of sockets), dissector flow,
- * the flow table and per-source quota at grmd's defaults unless told otherwise. Real flows (one
+ * grmd's default table (65,536 entries) and a per-source quota of 4,096 unless told otherwise. Real flows (one
  * UDP socket each, from 127.0.0.2 and up) start on generation 1; then generation 2 starts working
  * and generation 1 drains, its flows owned by it. While the real flows keep sending, each at its
  * own interval, an attacker floods for --seconds:
@@ -260,7 +260,7 @@ static int help(void) {
                "  --sources N                distinct spoofed sources (default 3000000)\n"
                "  --seconds N                how long the flood lasts (default 60)\n"
                "  --flow-table-size N        (default 65536, grmd's)\n"
-               "  --flows-per-source N       the quota (default 4096, grmd's; 0: none)\n"
+               "  --flows-per-source N       the quota (default 4096; 0: none, grmd's default)\n"
                "  --real N                   real flows, at 0.5, 2 and 5 s intervals (default 30)\n"
                "  --json                     one JSON object\n",
                program_invocation_short_name);
