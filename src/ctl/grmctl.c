@@ -538,6 +538,21 @@ static int verb_metrics(int argc, char *argv[]) {
                                        strempty(ctl_record_get(g, "generation")), v);
                 }
         }
+        printf("# HELP grm_generation_cpu_seconds_total CPU time of a generation's cgroup.\n# TYPE grm_generation_cpu_seconds_total counter\n");
+        for (size_t i = 0; i < msg->n_records; i++) {
+                const CtlRecord *g = &msg->records[i];
+                uint64_t v;
+                if (streq(g->type, "generation") && ctl_record_get_u64(g, "cpu_usec", &v) == 0)
+                        printf("grm_generation_cpu_seconds_total{generation=\"%s\"} %.6f\n",
+                               strempty(ctl_record_get(g, "generation")), (double) v / 1e6);
+        }
+        printf("# HELP grm_generation_memory_bytes Memory of a generation's cgroup (where the memory controller is on cgroup v2).\n# TYPE grm_generation_memory_bytes gauge\n");
+        for (size_t i = 0; i < msg->n_records; i++) {
+                const CtlRecord *g = &msg->records[i];
+                if (streq(g->type, "generation") && ctl_record_get(g, "memory_bytes"))
+                        printf("grm_generation_memory_bytes{generation=\"%s\"} %s\n",
+                               strempty(ctl_record_get(g, "generation")), ctl_record_get(g, "memory_bytes"));
+        }
         printf("# HELP grm_generation_ready_seconds Spawn to READY=1 of a generation.\n# TYPE grm_generation_ready_seconds gauge\n");
         for (size_t i = 0; i < msg->n_records; i++) {
                 const CtlRecord *g = &msg->records[i];
@@ -635,10 +650,10 @@ static int verb_status(int argc, char *argv[]) {
         printf("\n%-5s %-9s %-8s %-7s %-8s %-12s ", "GEN", "STATE", "PID", "SOCKETS", "AGE", "PACKETS");
         if (tcp)
                 printf("%-12s %-9s ", "CONNECTIONS", "MIGRATED");
-        printf("%-8s %s\n", "DRAIN", "NOTE");
+        printf("%-8s %-8s %s\n", "CPU", "DRAIN", "NOTE");
         for (size_t i = 0; i < msg->n_records; i++) {
                 const CtlRecord *g = &msg->records[i];
-                uint64_t age = 0, deadline;
+                uint64_t age = 0, deadline, cpu;
                 const char *note;
                 if (!streq(g->type, "generation"))
                         continue;
@@ -651,6 +666,11 @@ static int verb_status(int argc, char *argv[]) {
                 if (tcp)
                         printf("%-12s %-9s ", strempty(ctl_record_get(g, "connections")),
                                strempty(ctl_record_get(g, "migrated")));
+                if (ctl_record_get_u64(g, "cpu_usec", &cpu) == 0) {
+                        print_duration(cpu);
+                        printf("%*s", cpu >= 60 * USEC_PER_SEC ? 3 : 4, "");
+                } else
+                        printf("%-8s ", "-");
                 if (ctl_record_get_u64(g, "drain_deadline_usec", &deadline) == 0) {
                         print_duration(deadline);
                         printf("    ");

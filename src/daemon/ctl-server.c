@@ -4,7 +4,9 @@
  * only root and grmd's own uid. Each connection sends one request; "restart" connections then
  * get progress messages and one result, "status" connections one reply. A connection that sends
  * nothing in time, too much, or garbage gets an error reply and is closed; grmd carries on.
- * Warnings about such peers are rate-limited (CTL_LOG_BURST per CTL_LOG_INTERVAL_USEC), the
+ * Processes of an instance are refused whatever their uid (an instance without User= runs as
+ * root): by the generation's cgroup, or where there is none, by the instance's session and
+ * process group. Warnings about such peers are rate-limited (CTL_LOG_BURST per CTL_LOG_INTERVAL_USEC), the
  * suppressed ones counted.
  *
  * One grmd per control path: a second one refuses to start while the socket there answers, and
@@ -18,13 +20,19 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "cgroup-util.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
 
 #define CTL_CONNECTIONS_MAX 64
 #define CTL_REQUEST_TIMEOUT_USEC (10 * USEC_PER_SEC)
@@ -166,6 +174,13 @@ static void add_generation(CtlWriter *w, Manager *m, Generation *g, uint64_t now
         if (g->state == GEN_DRAINING && g->drain_deadline_usec != USEC_INFINITY)
                 ctl_writer_add_u64(w, "drain_deadline_usec",
                                    g->drain_deadline_usec > now ? g->drain_deadline_usec - now : 0);
+        generation_cgroup_update_usage(g);
+        if (generation_cgroup_name(g))
+                ctl_writer_add(w, "cgroup", generation_cgroup_name(g));
+        if (g->cgroup_path || g->cpu_usec)
+                ctl_writer_add_u64(w, "cpu_usec", g->cpu_usec);
+        if (g->have_memory)
+                ctl_writer_add_u64(w, "memory_bytes", g->memory_bytes);
         if (g->status)
                 ctl_writer_add(w, "status", g->status);
         if (g->failure)
@@ -207,6 +222,10 @@ static void reply_status(CtlConnection *c) {
         ctl_writer_add_u64(&w, "control_refused", m->ctl_refused);
         ctl_writer_add_u64(&w, "control_malformed", m->ctl_malformed);
         ctl_writer_add_u64(&w, "control_log_suppressed", m->ctl_log_limit.suppressed_total);
+        ctl_writer_add(&w, "isolation", m->cgroup_mode == CGROUP_MODE_CGROUP ? "cgroup"
+                                        : m->cgroup_mode == CGROUP_MODE_PROCESS_GROUP ? "process-group" : "unknown");
+        if (m->cgroup_base[0])
+                ctl_writer_add(&w, "cgroup", m->cgroup_base);
         /* The table's own size: one taken over from an earlier grmd keeps its size. */
         ctl_writer_add_u64(&w, "flow_table_size", steering_flow_table_size(m->steering));
         ctl_writer_add_u64(&w, "flows_per_source", (uint64_t) m->config.flows_per_source);
@@ -373,12 +392,52 @@ static int on_accept_resume(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* Whether the peer process belongs to an instance; if so, says why in buf. The pid from
+ * SO_PEERCRED is pinned with SO_PEERPIDFD: a peer that is gone by the time its cgroup and
+ * session were read (its pid may be another process's now) cannot be told apart, and counts as
+ * an instance. */
+static bool peer_is_instance(Manager *m, int cfd, pid_t pid, char *buf, size_t size) {
+        _cleanup_close_ int pidfd = -EBADF;
+        _cleanup_free_ char *cg = NULL;
+        socklen_t len = sizeof(pidfd);
+        uint32_t gen;
+        pid_t sid, pgid;
+
+        if (pid <= 0) {
+                snprintf(buf, size, "its pid is not visible from grmd's pid namespace");
+                return true;
+        }
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
+                pidfd = -EBADF; /* before Linux 6.5 */
+        if (m->cgroup_mode == CGROUP_MODE_CGROUP && cgroup_of_pid(pid, &cg) >= 0 &&
+            cgroup_generation_of(m->cgroup_base, cg, &gen) > 0) {
+                snprintf(buf, size, "it runs in the cgroup of generation %" PRIu32, gen);
+                return true;
+        }
+        sid = getsid(pid);
+        pgid = getpgid(pid);
+        for (Generation *g = m->generations; g; g = g->next) {
+                if (!gen_state_is_live(g->state) || g->pid <= 0)
+                        continue;
+                if (pid == g->pid || sid == g->pid || pgid == g->pid) {
+                        snprintf(buf, size, "it is in the session of generation %" PRIu32, g->gen);
+                        return true;
+                }
+        }
+        if (pidfd >= 0 ? pidfd_send_signal(pidfd, 0, NULL, 0) < 0 : (sid < 0 && pgid < 0)) {
+                snprintf(buf, size, "it exited before it could be checked");
+                return true;
+        }
+        return false;
+}
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
         _cleanup_close_ int cfd = -EBADF;
         struct ucred cred = {};
         socklen_t len = sizeof(cred);
         CtlConnection *c;
+        char why[128];
         int r;
 
         cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -411,6 +470,15 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 ctl_warn(m, 0, "Refusing control connection from pid %d, uid %u: only root and uid %u may control grmd.",
                          (int) cred.pid, (unsigned) cred.uid, (unsigned) geteuid());
                 reply_error(c, GRM_OUTCOME_UNREACHABLE, "permission denied");
+                safe_close(c->fd);
+                free(c);
+                return 0;
+        }
+        if (peer_is_instance(m, c->fd, cred.pid, why, sizeof(why))) {
+                m->ctl_refused++;
+                ctl_warn(m, 0, "Refusing control connection from pid %d, uid %u: %s, and instances may not control grmd.",
+                         (int) cred.pid, (unsigned) cred.uid, why);
+                reply_error(c, GRM_OUTCOME_UNREACHABLE, "permission denied: instances may not control grmd");
                 safe_close(c->fd);
                 free(c);
                 return 0;

@@ -1,27 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * One generation: its sockets (one set per group, registered in the steering maps before the
- * instance starts), its process (spawned in the socket-activation convention, in a session and
- * process group of its own, as the configured user with no capabilities), and its timer.
+ * instance starts), its process (spawned in the socket-activation convention, in a cgroup, a
+ * session and a process group of its own, as the configured user with no capabilities), and
+ * its timer.
  * Decisions about what a generation's events mean are restart.c's.
  */
 #include <elf.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <inttypes.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/capability.h>
 #include <sys/pidfd.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include "config-build.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+#include "spawn.h"
 
 extern char **environ;
 
@@ -96,6 +93,7 @@ Generation *generation_free(Generation *g) {
                 return NULL;
         generation_release_slot(g);
         generation_close_sockets(g);
+        generation_cgroup_free(g);
         free(g->fds);
         sd_event_source_disable_unref(g->child_source);
         sd_event_source_disable_unref(g->timer);
@@ -119,6 +117,11 @@ const char *generation_explain(Generation *g, const char *why, char *buf, size_t
 int generation_signal(Generation *g, int sig, bool whole_group) {
         if (g->pid <= 0 || g->state == GEN_EXITED)
                 return -ESRCH;
+        /* Killing the whole generation: its cgroup, which a setsid() does not leave. */
+        if (whole_group && sig == SIGKILL && generation_cgroup_kill(g) == 0) {
+                (void) kill(-g->pid, sig);
+                return 0;
+        }
         if (whole_group && kill(-g->pid, sig) == 0)
                 return 0;
         /* The process group may already be gone while the pidfd still works, or the other way. */
@@ -163,6 +166,8 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
 
         g->child_source = sd_event_source_disable_unref(g->child_source);
         g->pidfd = safe_close(g->pidfd);
+        /* Whatever the instance left behind ends with it, wherever its session. */
+        generation_cgroup_release(g);
         if (g->state == GEN_STARTING) {
                 /* A server that could not bind exits: say which address it could not have. */
                 char buf[sizeof(why) + 160];
@@ -179,6 +184,7 @@ static int on_pidfd_readable(sd_event_source *s, int fd, uint32_t revents, void 
 
         g->child_source = sd_event_source_disable_unref(g->child_source);
         g->pidfd = safe_close(g->pidfd);
+        generation_cgroup_release(g);
         restart_on_exited(g->manager, g, "exited (status unknown: it was started by an earlier grmd)");
         return 0;
 }
@@ -189,6 +195,8 @@ int generation_watch(Generation *g) {
         g->child_source = sd_event_source_disable_unref(g->child_source);
         if (g->pidfd < 0)
                 return -EBADF;
+        /* Adopted from an earlier grmd: its cgroup is where its main process runs. */
+        (void) generation_cgroup_adopt(g);
         /* Our child (we spawned it, or we are the same process after an exec)? */
         if (waitid(P_PIDFD, (id_t) g->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
                 return sd_event_add_child_pidfd(g->manager->event, &g->child_source, g->pidfd, WEXITED,
@@ -196,65 +204,6 @@ int generation_watch(Generation *g) {
         if (errno != ECHILD)
                 return negative_errno();
         return sd_event_add_io(g->manager->event, &g->child_source, g->pidfd, EPOLLIN, on_pidfd_readable, g);
-}
-
-/* Everything below runs in the child between fork() and exec(): async-signal-safe calls only
- * where it matters, and errors are reported with a line on stderr and exit status 127. */
-static _noreturn_ void child_fail(const char *what, int error) {
-        char buf[256];
-        int n = snprintf(buf, sizeof(buf), "grmd: instance setup failed: %s: %s\n", what, strerror(error));
-        if (n > 0)
-                (void) !write(STDERR_FILENO, buf, (size_t) n);
-        _exit(127);
-}
-
-/* Empties the bounding and ambient sets; needs CAP_SETPCAP, so it runs before the uid change. */
-static int drop_bounding_set(void) {
-        for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++)
-                if (cap_drop_bound(c) < 0 && errno != EINVAL)
-                        return -errno;
-        (void) cap_reset_ambient();
-        return 0;
-}
-
-/* Clears the permitted, effective and inheritable sets (a uid change from root already did). */
-static int clear_capabilities(void) {
-        cap_t empty = cap_init();
-        int r = 0;
-
-        if (!empty)
-                return -ENOMEM;
-        if (cap_set_proc(empty) < 0)
-                r = -errno;
-        cap_free(empty);
-        return r;
-}
-
-typedef struct SpawnUser {
-        bool set;
-        uid_t uid;
-        gid_t gid;
-        char *name;
-} SpawnUser;
-
-static int resolve_user(const char *user, SpawnUser *ret) {
-        struct passwd *pw;
-        uint64_t uid;
-
-        *ret = (SpawnUser) {};
-        if (!user)
-                return 0;
-        if (parse_unsigned(user, 0, UINT32_MAX - 1, &uid) == 0)
-                pw = getpwuid((uid_t) uid);
-        else
-                pw = getpwnam(user);
-        if (!pw)
-                return -ESRCH;
-        ret->set = true;
-        ret->uid = pw->pw_uid;
-        ret->gid = pw->pw_gid;
-        ret->name = strdup(pw->pw_name);
-        return ret->name ? 0 : -ENOMEM;
 }
 
 static bool env_is_ours(const char *e) {
@@ -438,68 +387,13 @@ static int build_environment(Manager *m, uint32_t gen, unsigned slot, const Conf
         return 0;
 }
 
-static _noreturn_ void child_exec(const int *fds, unsigned n_fds, char **argv, char **env,
-                                  const SpawnUser *user) {
-        sigset_t all;
-        int r;
-
-        /* The event loop blocked signals; the instance starts with a clean slate. */
-        sigemptyset(&all);
-        (void) sigprocmask(SIG_SETMASK, &all, NULL);
-        for (int sig = 1; sig < _NSIG; sig++)
-                (void) signal(sig, SIG_DFL);
-
-        /* Its own session and process group: grmd can kill the whole group, and the instance
-         * is not hit by signals meant for grmd's terminal or group. */
-        if (setsid() < 0)
-                child_fail("setsid", errno);
-
-        /* Move the sockets to 3, 4, ...: first above the target range, then into place (dup2
-         * clears O_CLOEXEC on the copy, which is what must survive exec). */
-        int high[GRM_MAX_GROUPS * GRM_MAX_SOCKS_PER_GEN];
-        for (unsigned i = 0; i < n_fds; i++) {
-                high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, (int) (3 + n_fds));
-                if (high[i] < 0)
-                        child_fail("fcntl(F_DUPFD_CLOEXEC)", errno);
-        }
-        for (unsigned i = 0; i < n_fds; i++)
-                if (dup2(high[i], (int) (3 + i)) < 0)
-                        child_fail("dup2", errno);
-        (void) close_range(3 + n_fds, ~0U, 0);
-
-        for (char **e = env; *e; e++)
-                if (strncmp(*e, "LISTEN_PID=", 11) == 0)
-                        snprintf(*e + 11, 11, "%d", (int) getpid());
-
-        /* The instance never gets capabilities back, not even by executing a setuid binary. */
-        r = drop_bounding_set();
-        if (r < 0 && geteuid() == 0)
-                child_fail("dropping the capability bounding set", -r);
-
-        if (user->set) {
-                if (initgroups(user->name, user->gid) < 0 && setgroups(0, NULL) < 0)
-                        child_fail("setgroups", errno);
-                if (setresgid(user->gid, user->gid, user->gid) < 0)
-                        child_fail("setresgid", errno);
-                if (setresuid(user->uid, user->uid, user->uid) < 0)
-                        child_fail("setresuid", errno);
-        } else if (geteuid() == 0)
-                (void) setgroups(0, NULL);
-
-        r = clear_capabilities();
-        if (r < 0)
-                child_fail("dropping capabilities", -r);
-
-        execvpe(argv[0], argv, env);
-        child_fail(argv[0], errno);
-}
-
 int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *config,
                      uint64_t start_timeout_usec, Generation **ret) {
         _cleanup_strv_free_ char **env = NULL;
         SpawnUser user = {};
         Generation *g;
         unsigned per_group = config->sockets_per_generation;
+        _cleanup_close_ int cgroup_procs_fd = -EBADF;
         int r;
 
         g = calloc(1, sizeof(*g));
@@ -568,7 +462,7 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                             quic_lb_prefix_to_string(&config->quic_prefix, hex), config->quic_config_id);
         }
 
-        r = resolve_user(config->user, &user);
+        r = spawn_resolve_user(config->user, &user);
         if (r < 0) {
                 r = log_error_errno(r, "Failed to resolve user '%s': %s", config->user,
                                     r == -ESRCH ? "no such user" : strerror(-r));
@@ -593,6 +487,13 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                 goto fail;
         }
 
+        r = generation_cgroup_create(g, &cgroup_procs_fd);
+        if (r < 0) {
+                r = log_error_errno(r, "Failed to create a cgroup for generation %" PRIu32 " under %s: %m",
+                                    gen, strempty(m->cgroup_fs_base));
+                goto fail;
+        }
+
         r = generation_set_timer(g, start_timeout_usec == USEC_INFINITY
                                             ? USEC_INFINITY
                                             : now_usec() + start_timeout_usec);
@@ -609,7 +510,15 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                 goto fail;
         }
         if (g->pid == 0)
-                child_exec(g->fds, g->n_fds, config->command, env, &user);
+                spawn_child_exec(&(const SpawnParams) {
+                        .what = "instance",
+                        .fds = g->fds,
+                        .n_fds = g->n_fds,
+                        .argv = config->command,
+                        .env = env,
+                        .user = &user,
+                        .cgroup_procs_fd = cgroup_procs_fd,
+                });
 
         g->spawned_usec = now_usec();
         /* The instance holds the sockets now. grmd keeps no copy, so a socket lives exactly as
@@ -633,7 +542,7 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                 goto fail;
         }
 
-        free(user.name);
+        spawn_user_done(&user);
         g->next = m->generations;
         m->generations = g;
         sockwatch_arm(m);
@@ -641,8 +550,9 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
         return 0;
 
 fail:
-        free(user.name);
+        spawn_user_done(&user);
         g->pid = 0;
+        g->state = GEN_FAILED; /* nothing of it lives on: its cgroup goes too */
         generation_free(g);
         return r;
 }

@@ -20,6 +20,7 @@
  */
 #pragma once
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -81,6 +82,12 @@ struct Generation {
         uint64_t socket_drops;           /* over its sockets, last sample */
         uint64_t unread_warned_usec;     /* last journal warning about an unread socket */
         bool killed;                     /* grmd sent SIGKILL */
+        char *cgroup_path;               /* its cgroup (fs path), NULL: process group only */
+        sd_event_source *cgroup_release_source; /* waits for the killed cgroup to empty */
+        uint64_t cgroup_release_deadline_usec;
+        uint64_t cpu_usec;               /* cpu.stat usage_usec, last read */
+        uint64_t memory_bytes;           /* memory.current, last read (if have_memory) */
+        bool have_memory;
         Generation *next;                /* Manager.generations, newest first */
 };
 
@@ -105,6 +112,12 @@ typedef struct Snapshot {
 #define VAULT_PREFIX "grm-vault-"
 #define NOTIFY_FDNAME "grm-notify"
 #define LISTEN_FDNAME "grm-listen"
+
+typedef enum CgroupMode {
+        CGROUP_MODE_UNKNOWN,             /* not set up yet */
+        CGROUP_MODE_CGROUP,              /* every generation in a cgroup of its own */
+        CGROUP_MODE_PROCESS_GROUP,       /* no cgroup could be had: process groups only */
+} CgroupMode;
 
 typedef struct Restart {
         GrmOutcome outcome;
@@ -162,6 +175,11 @@ struct Manager {
         bool vault_stored;
         uint64_t vault_seq;
         char **old_vaults;               /* names of inherited vaults, removed once ours is stored */
+
+        CgroupMode cgroup_mode;          /* cgroup.c */
+        char cgroup_base[PATH_MAX];      /* cgroup path generations live under ("" until set) */
+        char cgroup_fs_base[PATH_MAX];   /* the same in the mounted hierarchy */
+        bool cgroup_base_created;        /* grmd made it (not a systemd-delegated unit cgroup) */
 
         char *exe_path;                  /* for grmctl reexec */
         char **argv;
@@ -274,6 +292,22 @@ const char *generation_bind_library(void);
 /* sockwatch.c: samples the receive queues of every live generation's UDP sockets each second
  * while any exists, and reports one nobody reads (status, metrics, journal). */
 void sockwatch_arm(Manager *m);
+/* cgroup.c */
+/* Decides where generations live (once; needs m->ctl_path): see cgroup.c. */
+void manager_cgroup_setup(Manager *m);
+void manager_cgroup_done(Manager *m);
+/* Makes g's cgroup; *ret_procs_fd is its cgroup.procs for the child to join (-EBADF: none). */
+int generation_cgroup_create(Generation *g, int *ret_procs_fd);
+/* Finds an adopted generation's cgroup again from its main process. */
+int generation_cgroup_adopt(Generation *g);
+/* cgroup.kill: every process of the generation, wherever its session or process group. */
+int generation_cgroup_kill(Generation *g);
+/* Kills what is left and removes the cgroup once empty (asynchronously). */
+void generation_cgroup_release(Generation *g);
+void generation_cgroup_free(Generation *g);
+void generation_cgroup_update_usage(Generation *g);
+/* "gen-N" relative to the base, or NULL. */
+const char *generation_cgroup_name(const Generation *g);
 
 /* notify.c */
 /* Opens the notify socket, or takes over inherited_fd (from the fd store or an exec). */

@@ -18,6 +18,8 @@ which serves as usual. Results go to files the test reads. Actions:
                            lines (RESULT: ok or the errno name)
   --grmctl GRMCTL SOCK FILE
                            run "GRMCTL -s SOCK status" and write its exit status
+  --grmctl-setsid GRMCTL SOCK FILE
+                           the same from a child in a session of its own (setsid)
   --escape FILE            fork a child that leaves the instance's session and process group
                            (setsid), keeps the sockets open and sleeps; write its pid
 """
@@ -79,6 +81,7 @@ def try_sockopts(path):
         # An option the filter leaves alone: must still work.
         "rcvbuf " + result(lambda: sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)),
         "io_uring " + result(io_uring_setup),
+        "uid %d" % os.getuid(),
     ]
     del keep
     sock.close()
@@ -106,9 +109,10 @@ def main(argv):
         elif a == "--sockopts":
             try_sockopts(argv[i + 1])
             i += 2
-        elif a == "--grmctl":
+        elif a in ("--grmctl", "--grmctl-setsid"):
             rc = subprocess.run([argv[i + 1], "-s", argv[i + 2], "status"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=(a == "--grmctl-setsid")).returncode
             with open(argv[i + 3], "w") as f:
                 f.write("%d\n" % rc)
             i += 4

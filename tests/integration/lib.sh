@@ -35,6 +35,11 @@ cleanup() {
                 echo "--- grmd log ---"
                 tail -n 60 "$WORK/grmd.log"
         fi
+        # cgroups a test made or learnt of (cgroup v2 is not namespaced here): empty ones go.
+        local f
+        for f in "$WORK"/cgroup-*; do
+                [ -f "$f" ] && find "$(cat "$f")" -depth -type d -exec rmdir {} + 2>/dev/null || true
+        done
         rm -rf "$WORK"
         # Leaving the PID namespace kills whatever is left in it.
 }
@@ -83,7 +88,22 @@ start_grmd() {
         GRMD_PID=$!
         if [ "${GRM_NO_WAIT:-}" != 1 ]; then
                 wait_for 10 '.grmd.working == 1' || fail "generation 1 did not start"
+                remember_cgroup
         fi
+}
+
+# cgroup_mount: where cgroup v2 is (the hybrid layout's unified hierarchy, or the unified layout).
+cgroup_mount() {
+        if [ -f /sys/fs/cgroup/unified/cgroup.procs ]; then echo /sys/fs/cgroup/unified; else echo /sys/fs/cgroup; fi
+}
+
+# remember_cgroup: notes grmd's base cgroup, so that the clean-up removes what a killed grmd
+# left (cgroup v2 is not namespaced here: it outlives the test's namespaces).
+remember_cgroup() {
+        local cg
+        cg=$(status_json 2>/dev/null | jq -r '.grmd.cgroup // empty') || true
+        [ -n "$cg" ] && echo "$(cgroup_mount)$cg" >"$WORK/cgroup-base-$GRMD_PID"
+        return 0
 }
 
 stop_grmd() {
