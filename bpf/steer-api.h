@@ -117,6 +117,7 @@ enum grm_stat {
         GRM_STAT_ERR_FIRST_FLIGHT_UPDATE,    /* first-flight entry could not be written: placed anyway */
         GRM_STAT_FLOW_UNTRACKED,   /* new flow, no free entry in its buckets: to working, no entry */
         GRM_STAT_FLOW_OVER_QUOTA,  /* new flow past its source's quota: to working, no entry */
+        GRM_STAT_PROBE,            /* grmd's steering probe (struct grm_probe): recorded, dropped */
         _GRM_STAT_MAX,
 };
 
@@ -293,3 +294,13 @@ static inline __u32 grm_flow_bucket2(__u64 hash, __u32 n_buckets) {
 
         return (__u32) (((__u64) ((__u32) (mixed * 0x85ebca6bU) ^ (mixed >> 16)) * n_buckets) >> 32);
 }
+
+/* grmd's steering probe: the whole UDP payload of a datagram grmd sends to each UDP group to see
+ * that the group's reuseport program is grm's. The program recognises it by the token (random,
+ * chosen by each grmd before it loads the program, as the read-only global probe_token), writes
+ * the nonce to probes[group] and drops it: no instance ever sees it, and no other program (a
+ * cBPF filter, the kernel's hash) can write grm's map. */
+struct grm_probe {
+        __u64 token;
+        __u64 nonce;
+};

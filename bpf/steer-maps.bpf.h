@@ -99,3 +99,12 @@ struct {
         __type(key, struct grm_first_flight_key);
         __type(value, struct grm_flow_value);
 } first_flights SEC(".maps");
+
+/* The nonce of the last steering probe (struct grm_probe) each group's program saw. Written by
+ * the UDP program, read by grmd. */
+struct {
+        __uint(type, BPF_MAP_TYPE_ARRAY);
+        __uint(max_entries, GRM_MAX_GROUPS);
+        __type(key, __u32);
+        __type(value, __u64);
+} probes SEC(".maps");

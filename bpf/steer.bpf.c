@@ -27,6 +27,8 @@
 
 /* Index of the reuseport group this instance is attached to. Set by grmd before load. */
 const volatile __u32 group_id = 0;
+/* The token of grmd's steering probes (struct grm_probe); 0: none are recognised. */
+const volatile __u64 probe_token = 0;
 
 #include "steer-maps.bpf.h"
 
@@ -713,10 +715,26 @@ placed:
         return finish(d.verdict, c.slot, SK_PASS);
 }
 
+/* grmd's steering probe: exactly a UDP header and a struct grm_probe with our token. */
+static __always_inline int is_probe(struct sk_reuseport_md *ctx) {
+        struct grm_probe p;
+        __u32 group = group_id;
+
+        if (ctx->len != 8 + sizeof(p) || probe_token == 0)
+                return 0;
+        if (bpf_skb_load_bytes(ctx, 8, &p, sizeof(p)) < 0 || p.token != probe_token)
+                return 0;
+        bpf_map_update_elem(&probes, &group, &p.nonce, BPF_ANY);
+        return 1;
+}
+
 SEC("sk_reuseport")
 int grm_steer(struct sk_reuseport_md *ctx) {
         struct grm_config *cfg;
         __u32 zero = 0;
+
+        if (is_probe(ctx))
+                return finish(GRM_STAT_PROBE, GRM_SLOT_NONE, SK_DROP);
 
         cfg = bpf_map_lookup_elem(&config, &zero);
         if (!cfg)

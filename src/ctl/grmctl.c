@@ -505,6 +505,12 @@ static int verb_metrics(int argc, char *argv[]) {
                         printf("grm_group_flows{address=\"%s\"} %s\n",
                                strempty(ctl_record_get(&msg->records[i], "address")),
                                ctl_record_get(&msg->records[i], "flows"));
+        printf("# HELP grm_group_steering_foreign_total Times a group's reuseport program was found not to be grm's (then attached again).\n# TYPE grm_group_steering_foreign_total counter\n");
+        for (size_t i = 0; i < msg->n_records; i++)
+                if (streq(msg->records[i].type, "group") && ctl_record_get(&msg->records[i], "steering_foreign"))
+                        printf("grm_group_steering_foreign_total{address=\"%s\"} %s\n",
+                               strempty(ctl_record_get(&msg->records[i], "address")),
+                               ctl_record_get(&msg->records[i], "steering_foreign"));
         printf("# HELP grm_generation_packets_total Packets steered to a generation.\n# TYPE grm_generation_packets_total counter\n");
         for (size_t i = 0; i < msg->n_records; i++) {
                 const CtlRecord *g = &msg->records[i];
@@ -634,15 +640,20 @@ static int verb_status(int argc, char *argv[]) {
         if (ctl_record_get(st, "quic_config_id"))
                 printf("quic: new generations get config id %s, server ID prefix \"%s\"\n",
                        ctl_record_get(st, "quic_config_id"), strempty(ctl_record_get(st, "quic_server_id_prefix")));
-        printf("\n%-5s %-32s %-10s %-9s %s\n", "GROUP", "ADDRESS", "NAME", "DISSECTOR", "FLOWS");
+        printf("\n%-5s %-32s %-10s %-9s %-8s %s\n", "GROUP", "ADDRESS", "NAME", "DISSECTOR", "FLOWS", "STEERING");
         for (size_t i = 0; i < msg->n_records; i++) {
                 const CtlRecord *g = &msg->records[i];
+                uint64_t foreign = 0;
                 if (!streq(g->type, "group"))
                         continue;
                 /* A TCP group has no dissector and no flows: its connections are the instances'. */
-                printf("%-5s %-32s %-10s %-9s %s\n", strempty(ctl_record_get(g, "index")),
+                printf("%-5s %-32s %-10s %-9s %-8s %s", strempty(ctl_record_get(g, "index")),
                        strempty(ctl_record_get(g, "address")), strempty(ctl_record_get(g, "name")),
-                       ctl_record_get(g, "dissector") ?: "-", ctl_record_get(g, "flows") ?: "-");
+                       ctl_record_get(g, "dissector") ?: "-", ctl_record_get(g, "flows") ?: "-",
+                       ctl_record_get(g, "steering") ?: "-");
+                if (ctl_record_get_u64(g, "steering_foreign", &foreign) == 0 && foreign > 0)
+                        printf(" (NOT grm's program %" PRIu64 " time%s, attached again)", foreign, foreign == 1 ? "" : "s");
+                printf("\n");
         }
         bool tcp = false;
         for (size_t i = 0; i < msg->n_records && !tcp; i++)

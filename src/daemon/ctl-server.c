@@ -244,6 +244,8 @@ static void reply_status(CtlConnection *c) {
                 ctl_writer_add_u64(&w, "index", i);
                 ctl_writer_add(&w, "address", m->groups[i].address);
                 ctl_writer_add(&w, "name", m->groups[i].name);
+                ctl_writer_add(&w, "steering", steering_state_to_string(m->steering_state[i]));
+                ctl_writer_add_u64(&w, "steering_foreign", m->steering_foreign[i]);
                 if (m->groups[i].type == SOCK_STREAM) {
                         unsigned backlog;
 

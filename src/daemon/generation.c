@@ -195,8 +195,11 @@ int generation_watch(Generation *g) {
         g->child_source = sd_event_source_disable_unref(g->child_source);
         if (g->pidfd < 0)
                 return -EBADF;
-        /* Adopted from an earlier grmd: its cgroup is where its main process runs. */
+        /* Adopted from an earlier grmd: its cgroup is where its main process runs, and the
+         * steering goes on being checked (the takeover attached grm's program again). */
         (void) generation_cgroup_adopt(g);
+        if (!g->fds && !g->manager->verify_started)
+                manager_verify_steering(g->manager, false);
         /* Our child (we spawned it, or we are the same process after an exec)? */
         if (waitid(P_PIDFD, (id_t) g->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0)
                 return sd_event_add_child_pidfd(g->manager->event, &g->child_source, g->pidfd, WEXITED,
@@ -395,6 +398,10 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
         unsigned per_group = config->sockets_per_generation;
         _cleanup_close_ int cgroup_procs_fd = -EBADF;
         int r;
+
+        /* Whatever happened to the groups' programs since, every restart puts grm's back and
+         * checks that it is in effect. */
+        manager_verify_steering(m, true);
 
         g = calloc(1, sizeof(*g));
         if (!g)

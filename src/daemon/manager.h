@@ -113,6 +113,13 @@ typedef struct Snapshot {
 #define NOTIFY_FDNAME "grm-notify"
 #define LISTEN_FDNAME "grm-listen"
 
+typedef enum SteeringState {
+        STEERING_UNKNOWN,                /* not probed yet */
+        STEERING_GRM,                    /* the last probe was answered by grm's program */
+        STEERING_FOREIGN,                /* it was not: grm's program was attached again */
+        STEERING_UNVERIFIED,             /* cannot be probed (TCP, bound to a device) */
+} SteeringState;
+
 typedef enum CgroupMode {
         CGROUP_MODE_UNKNOWN,             /* not set up yet */
         CGROUP_MODE_CGROUP,              /* every generation in a cgroup of its own */
@@ -175,6 +182,15 @@ struct Manager {
         bool vault_stored;
         uint64_t vault_seq;
         char **old_vaults;               /* names of inherited vaults, removed once ours is stored */
+
+        bool verify_started;             /* verify.c */
+        bool verify_waiting;             /* probes sent, not all answered yet */
+        sd_event_source *verify_timer;   /* floating: goes with the event loop */
+        int probe_fd4, probe_fd6;        /* owned by floating io sources */
+        uint64_t probe_nonce[GRM_MAX_GROUPS];    /* unanswered probe per group, 0: none */
+        unsigned probe_tries[GRM_MAX_GROUPS];
+        SteeringState steering_state[GRM_MAX_GROUPS];
+        uint64_t steering_foreign[GRM_MAX_GROUPS]; /* times a group's program was found not grm's */
 
         CgroupMode cgroup_mode;          /* cgroup.c */
         char cgroup_base[PATH_MAX];      /* cgroup path generations live under ("" until set) */
@@ -292,6 +308,12 @@ const char *generation_bind_library(void);
 /* sockwatch.c: samples the receive queues of every live generation's UDP sockets each second
  * while any exists, and reports one nobody reads (status, metrics, journal). */
 void sockwatch_arm(Manager *m);
+/* verify.c */
+/* Probes every UDP group's steering (after attaching grm's program again if reattach), and from
+ * then on every second; a group whose program is not grm's is reported and repaired. */
+void manager_verify_steering(Manager *m, bool reattach);
+const char *steering_state_to_string(SteeringState s);
+
 /* cgroup.c */
 /* Decides where generations live (once; needs m->ctl_path): see cgroup.c. */
 void manager_cgroup_setup(Manager *m);

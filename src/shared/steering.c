@@ -7,6 +7,7 @@
  * steering.h and bpf/steer-api.h.
  */
 #include <fcntl.h>
+#include <sys/random.h>
 #include <stdbool.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -35,6 +36,7 @@ enum {
         MAP_QUIC_CONFIGS,
         MAP_FIRST_FLIGHTS,
         MAP_FLOW_SOURCES,
+        MAP_PROBES,
 };
 
 /* One group's program: exactly one of udp and tcp is set. */
@@ -51,6 +53,7 @@ struct Steering {
         unsigned n_groups;
         struct grm_config config;            /* what the config map holds */
         int n_cpus;
+        uint64_t probe_token;                /* of this grmd's UDP programs (steer-api.h) */
 };
 
 static const char *const stat_names[_GRM_STAT_MAX] = {
@@ -85,11 +88,12 @@ static const char *const stat_names[_GRM_STAT_MAX] = {
         [GRM_STAT_ERR_FIRST_FLIGHT_UPDATE] = "error_first_flight_update",
         [GRM_STAT_FLOW_UNTRACKED] = "flow_untracked",
         [GRM_STAT_FLOW_OVER_QUOTA] = "flow_over_quota",
+        [GRM_STAT_PROBE] = "probe",
 };
 
 const char *const steering_map_names[STEERING_N_MAPS] = {
         "sockets", "config", "slots", "flows", "stats", "slot_packets", "slot_tcp", "quic_configs",
-        "first_flights", "flow_sources",
+        "first_flights", "flow_sources", "probes",
 };
 
 unsigned steering_first_flight_table_size(unsigned flow_table_size) {
@@ -155,6 +159,13 @@ int steering_new(unsigned flow_table_size, Steering **ret) {
         /* Whole buckets. */
         s->flow_table_size = (flow_table_size + GRM_FLOW_WAYS - 1) / GRM_FLOW_WAYS * GRM_FLOW_WAYS;
         s->n_cpus = n_cpus;
+        /* The probe token only needs to be unguessable by whoever can send datagrams to the
+         * group: never 0 (0 recognises nothing). */
+        while (s->probe_token == 0)
+                if (getrandom(&s->probe_token, sizeof(s->probe_token), 0) != sizeof(s->probe_token)) {
+                        free(s);
+                        return -EIO;
+                }
         for (unsigned i = 0; i < STEERING_N_MAPS; i++)
                 s->adopted[i] = s->maps[i] = -EBADF;
         s->config = (struct grm_config) {
@@ -267,6 +278,7 @@ int steering_add_group(Steering *s, int fd, unsigned *ret_group) {
                 if (!g.udp)
                         return negative_errno();
                 g.udp->rodata->group_id = s->n_groups;
+                g.udp->rodata->probe_token = s->probe_token;
                 obj = g.udp->obj;
         }
 
@@ -593,5 +605,36 @@ int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total)
         }
         if (ret_total)
                 *ret_total = total;
+        return 0;
+}
+
+bool steering_group_is_udp(const Steering *s, unsigned group) {
+        return group < s->n_groups && s->groups[group].udp;
+}
+
+int steering_reattach(Steering *s, unsigned group, int fd) {
+        int prog_fd;
+
+        if (group >= s->n_groups)
+                return -EINVAL;
+        prog_fd = s->groups[group].udp ? bpf_program__fd(s->groups[group].udp->progs.grm_steer)
+                                       : bpf_program__fd(s->groups[group].tcp->progs.grm_steer_tcp);
+        if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &prog_fd, sizeof(prog_fd)) < 0)
+                return negative_errno();
+        return 0;
+}
+
+int steering_probe_payload(const Steering *s, uint64_t nonce, struct grm_probe *ret) {
+        *ret = (struct grm_probe) { .token = s->probe_token, .nonce = nonce };
+        return 0;
+}
+
+int steering_probe_seen(Steering *s, unsigned group, uint64_t *ret_nonce) {
+        __u32 key = group;
+
+        if (group >= s->n_groups)
+                return -EINVAL;
+        if (bpf_map_lookup_elem(s->maps[MAP_PROBES], &key, ret_nonce) < 0)
+                return negative_errno();
         return 0;
 }

@@ -108,7 +108,7 @@ const char *grm_stat_to_string(int stat);
  * Handing the maps over to the next grmd (after a crash or an exec of a new binary): the maps are
  * the state, the programs are loaded again and re-attached (an atomic replacement on each group).
  */
-#define STEERING_N_MAPS 10
+#define STEERING_N_MAPS 11
 /* Names of the shared maps, in the order of the fd arrays below. */
 extern const char *const steering_map_names[STEERING_N_MAPS];
 
@@ -129,3 +129,17 @@ int steering_adopt_maps(Steering *s, const int fds[STEERING_N_MAPS]);
 
 /* The working and pending slots as the config map has them. */
 void steering_get_working(Steering *s, uint32_t *ret_working, uint32_t *ret_pending);
+
+/*
+ * Verifying the steering (there is no system call that says which program a reuseport group
+ * runs): grmd sends each UDP group a probe datagram (struct grm_probe, built here with this
+ * object's token and a fresh nonce); only grm's program records the nonce (probes map) and
+ * drops it. A group whose program does not record it runs something else (or nothing), and
+ * steering_reattach() puts grm's back (an atomic replacement).
+ */
+bool steering_group_is_udp(const Steering *s, unsigned group);
+/* SO_ATTACH_REUSEPORT_EBPF of the group's program on fd (any socket of the group). */
+int steering_reattach(Steering *s, unsigned group, int fd);
+int steering_probe_payload(const Steering *s, uint64_t nonce, struct grm_probe *ret);
+/* The nonce of the last probe the group's program saw (0: none yet). */
+int steering_probe_seen(Steering *s, unsigned group, uint64_t *ret_nonce);
