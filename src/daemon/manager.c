@@ -48,6 +48,7 @@ Manager *manager_free(Manager *m) {
                 m->generations = g->next;
                 generation_free(g);
         }
+        manager_cgroup_done(m);
         notify_close(m);
         vault_close(m, false);
         free(m->exe_path);

@@ -236,6 +236,7 @@ void test_kill_point(const char *name);
 #define MESSAGE_INSTANCE_CRASHED  "99863a12eb304635a78960da62e572a6"
 #define MESSAGE_DRAIN_DEADLINE    "a5b3785c225944ad8e4328da1d09559b"
 #define MESSAGE_STATE_RECOVERED   "427b2480b0a54e4fbae35ece44cd05d1"
+#define MESSAGE_STEERING_FOREIGN  "ec61c24e1d1847ec9052fe841030e812" /* verify.c */
 
 /* restart.c */
 /* Starts a restart on behalf of a control connection (NULL: automatic). Replies busy itself. */

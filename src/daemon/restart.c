@@ -22,6 +22,7 @@
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+#include "spawn.h"
 
 #define RESPAWN_MIN_USEC (100 * USEC_PER_MSEC)
 #define RESPAWN_MAX_USEC (30 * USEC_PER_SEC)
@@ -348,24 +349,32 @@ static int on_check_exit(sd_event_source *s, const siginfo_t *si, void *userdata
         return 0;
 }
 
+/* ExecCheck= runs like an instance (spawn.c): as its user, with no capabilities, under the
+ * instance system call filter, in a session of its own; only without the sockets. */
 static int start_exec_check(Manager *m, Restart *r) {
         char **argv = r->config.exec_check;
+        SpawnUser user = {};
         int k;
 
+        k = spawn_resolve_user(r->config.user, &user);
+        if (k < 0)
+                return log_error_errno(k, "Failed to resolve user '%s' for exec-check: %s", r->config.user,
+                                       k == -ESRCH ? "no such user" : strerror(-k));
         fflush(stdout);
         fflush(stderr);
         r->check_pid = fork();
-        if (r->check_pid < 0)
+        if (r->check_pid < 0) {
+                spawn_user_done(&user);
                 return negative_errno();
-        if (r->check_pid == 0) {
-                sigset_t none;
-                sigemptyset(&none);
-                (void) sigprocmask(SIG_SETMASK, &none, NULL);
-                (void) close_range(3, ~0U, 0);
-                execvp(argv[0], argv);
-                fprintf(stderr, "grmd: exec-check %s: %s\n", argv[0], strerror(errno));
-                _exit(127);
         }
+        if (r->check_pid == 0)
+                spawn_child_exec(&(const SpawnParams) {
+                        .what = "exec-check",
+                        .argv = argv,
+                        .user = &user,
+                        .cgroup_procs_fd = -EBADF,
+                });
+        spawn_user_done(&user);
         r->check_pidfd = pidfd_open(r->check_pid, 0);
         if (r->check_pidfd < 0) {
                 k = negative_errno();

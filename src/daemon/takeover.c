@@ -143,6 +143,12 @@ int takeover_startup(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Invalid configuration: %s", error ? error : strerror(-r));
 
+        /* The control path first: a grmd that must not run (another one answers there) touches
+         * neither the groups nor their programs. */
+        r = ctl_server_bind(m);
+        if (r < 0)
+                return r;
+
         r = steering_new(m->config.flow_table_size, &m->steering);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up steering: %m");

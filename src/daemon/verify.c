@@ -34,7 +34,6 @@
 #define VERIFY_WAIT_USEC (50 * USEC_PER_MSEC)
 #define VERIFY_TRIES 3
 
-#define MESSAGE_STEERING_FOREIGN "ec61c24e1d1847ec9052fe841030e812"
 
 static const char *const state_names[] = {
         [STEERING_UNKNOWN] = "unknown",
