@@ -12,7 +12,7 @@ setsid sleep 1000 </dev/null >/dev/null 2>&1 &
 exec "$@"
 SH
 chmod 0755 /run/grm-escape.sh
-escaped() { pgrep -x -f 'sleep 1000' | tr '\n' ' ' || true; }
+escaped() { pgrep -x -f 'sleep 1000' | paste -sd ' ' || true; }
 n_escaped() { pgrep -c -x -f 'sleep 1000' || true; }
 wait_escaped() {
         local want=$1 i
