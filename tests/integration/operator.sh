@@ -26,7 +26,7 @@ start_grmd --config "$WORK/grmd.conf"
 "$GRMCTL" -u my-dns status >/dev/null || fail "grmctl -u my-dns did not find /run/my-dns/grmd.sock"
 "$GRMCTL" status -u my-dns.service --json | jq -e '.grmd.working == 1' >/dev/null ||
         fail "grmctl status -u my-dns.service"
-"$GRMCTL" -u my-dns metrics | grep -q '^grm_working_generation 1$' || fail "grmctl -u my-dns metrics"
+"$GRMCTL" -u my-dns metrics | grep '^grm_working_generation 1$' >/dev/null || fail "grmctl -u my-dns metrics"
 expect_rc 3 "$GRMCTL" -u other status
 grep -q "/run/other/grmd.sock" "$WORK/out" || fail "unreachable unit not named: $(cat "$WORK/out")"
 expect_rc 2 "$GRMCTL" -u my-dns.socket status

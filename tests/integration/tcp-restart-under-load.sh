@@ -76,7 +76,7 @@ per_gen=$(status_json | jq '[.generations[].migrated] | add')
 grep -q "TCPMigrateReqFailure" /proc/net/netstat
 [ "$(awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) n[i] = $i; h = 1 } else for (i = 1; i <= NF; i++) if (n[i] == "TCPMigrateReqFailure") print $i }' /proc/net/netstat)" = 0 ] ||
         fail "the kernel failed to migrate a request"
-grmctl metrics | grep -q '^grm_generation_tcp_migrated_total{generation="' || fail "metrics: per-generation migrations"
+grmctl metrics | grep '^grm_generation_tcp_migrated_total{generation="' >/dev/null || fail "metrics: per-generation migrations"
 ok "$RESTARTS restarts under TCP load on $LISTEN: 0 refused, 0 reset, 0 broken; $migrated migrated"
 
 if [ -n "$UDP_LISTEN" ]; then
