@@ -299,5 +299,6 @@ int main(int argc, char *argv[]) {
         if (m->reexec_pending)
                 return takeover_reexec(m) < 0 ? EXIT_FAILURE : EXIT_SUCCESS; /* returns only on failure */
         manager_clear_fd_store(m);
+        manager_release_groups(m);
         return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

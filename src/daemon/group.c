@@ -220,6 +220,18 @@ int group_discard_queued(const Group *g) {
         return n;
 }
 
+/* Takes grm's steering program off the group (the original socket is a member, so the whole
+ * reuseport group loses it). For grmd's clean exit: the program drops what no generation can
+ * take, and with no generation left that would be every datagram, the one that should make
+ * systemd start the service again included. */
+int group_detach_steering(const Group *g) {
+        int zero = 0;
+
+        if (setsockopt(g->fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero, sizeof(zero)) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
 void group_done(Group *g) {
         g->fd = safe_close(g->fd);
         free(g->name);

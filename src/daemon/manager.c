@@ -256,6 +256,14 @@ void manager_clear_fd_store(Manager *m) {
         vault_close(m, true);
 }
 
+void manager_release_groups(Manager *m) {
+        for (unsigned i = 0; i < m->n_groups; i++) {
+                int r = group_detach_steering(&m->groups[i]);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to take the steering program off %s: %m", m->groups[i].address);
+        }
+}
+
 int manager_run(Manager *m) {
         return sd_event_loop(m->event);
 }

@@ -218,6 +218,9 @@ int manager_run(Manager *m);
 int manager_watch_stop_signals(Manager *m);
 /* On a clean exit: nothing of ours stays in systemd's fd store. */
 void manager_clear_fd_store(Manager *m);
+/* On a clean exit: the groups' sockets without grm's steering program, as systemd made them, so
+ * that the next datagram reaches the socket unit's socket and starts the service again. */
+void manager_release_groups(Manager *m);
 /* After every change of state: systemd's STATUS= and the vault snapshot. */
 void manager_state_changed(Manager *m);
 /* Drops exited generations beyond the history length. */
@@ -274,6 +277,8 @@ Snapshot *snapshot_free(Snapshot *s);
 int group_from_fd(int fd, const char *name, Group *ret);
 int group_listen(const char *address, uint64_t receive_buffer, Group *ret);
 void group_done(Group *g);
+/* Takes the steering program off the group's sockets (grmd's clean exit). */
+int group_detach_steering(const Group *g);
 /* Whether the group is the one "udp:..."/"tcp:..." names (same transport and address). */
 bool group_has_address(const Group *g, const char *address);
 /* UDP: drops what is queued on the original socket. TCP: hands the connections queued on the
