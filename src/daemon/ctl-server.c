@@ -185,7 +185,7 @@ static void add_generation(CtlWriter *w, Manager *m, Generation *g, uint64_t now
                 ctl_writer_add(w, "status", g->status);
         if (g->failure)
                 ctl_writer_add(w, "failure", g->failure);
-        if (g->watch && gen_state_is_live(g->state)) {
+        if (g->watch && (g->state == GEN_WORKING || g->state == GEN_DRAINING)) {
                 /* sockwatch.c's last sample of its UDP sockets. */
                 ctl_writer_add_u64(w, "unread_sockets", g->n_unread);
                 ctl_writer_add_u64(w, "queued_bytes", g->queued_bytes);

@@ -8,7 +8,8 @@
  * SO_COOKIE) for the receive queue of every live generation's UDP sockets, and lets
  * sock_watch_update() decide. A socket found unread is counted on its generation (grmctl
  * status, --json, metrics) and warned about in the journal when it starts, every minute while
- * it lasts, and when it ends. The timer runs only while some generation has sockets to watch.
+ * it lasts, and when it ends. The timer runs only while a working or draining generation has
+ * sockets to watch.
  * Generations adopted from an earlier grmd have no cookies and are not watched.
  */
 #include <inttypes.h>
@@ -21,8 +22,10 @@
 #define SOCKWATCH_INTERVAL_USEC USEC_PER_SEC
 #define SOCKWATCH_REMIND_USEC (60 * USEC_PER_SEC)
 
+/* Not while starting: what arrives before READY=1 waits in the queue by design (it is the
+ * pending generation's), however long the server takes to start. */
 static bool watched(const Generation *g) {
-        return g->cookies && g->watch && gen_state_is_live(g->state) && g->state != GEN_EXITED;
+        return g->cookies && g->watch && (g->state == GEN_WORKING || g->state == GEN_DRAINING);
 }
 
 static void sample_generation(Manager *m, Generation *g, SockQueue *q, size_t *k) {
