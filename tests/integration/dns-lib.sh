@@ -55,6 +55,10 @@ dns_setup() {
         local server=$1
         DNS_NEEDS_BACKEND=0
         DNS_STOP="TimeoutStopSec=10"
+        # For servers that stop at once on SIGTERM, dropping the queries queued on their socket or
+        # still out at a backend: a drain signal they ignore, and grm kills them 2 s after the
+        # flip, long after their last answer (Dissector=none sends them nothing new).
+        local let_it_be=$'KillSignal=SIGCONT\nTimeoutStopSec=2s'
         mkdir -p "$DNS_DIR"
         chmod 755 "$DNS_DIR"
         dns_zone >"$DNS_DIR/test.zone"
@@ -153,6 +157,8 @@ policy.add(policy.suffix(policy.STUB('127.0.0.1@$DNS_BACKEND_PORT'), { todname('
 cache.size = 10 * MB
 CONF
                 DNS_CMD=(/usr/sbin/kresd -n -q -c "$DNS_DIR/kresd.conf" "$DNS_DIR/kresd-cache")
+                # Lost 4 of 115,000 queries in 10 restarts with SIGTERM.
+                DNS_STOP=$let_it_be
                 ;;
         pdns-recursor)
                 DNS_USER=pdns
@@ -176,6 +182,8 @@ CONF
                 dns_wrapper pdns "$DNS_DIR/pdns/recursor.conf" /usr/sbin/pdns_recursor \
                         --config-dir="$DNS_DIR/pdns" --socket-dir='"$run"'
                 DNS_CMD=("$DNS_DIR/pdns-gen.sh")
+                # Lost 2 of 115,000 queries in 10 restarts with SIGTERM (it dies of it: status 143).
+                DNS_STOP=$let_it_be
                 ;;
         dnsdist)
                 DNS_USER=_dnsdist
@@ -187,10 +195,8 @@ setSecurityPollSuffix('')
 CONF
                 chmod 644 "$DNS_DIR/dnsdist.conf"
                 DNS_CMD=(/usr/bin/dnsdist --supervised --disable-syslog -C "$DNS_DIR/dnsdist.conf")
-                # dnsdist exits at once on SIGTERM, dropping the queries it still has out at its
-                # backends (2 of 45,000 in 3 restarts). Drain it instead by letting it be: a signal
-                # it ignores, and grm kills it 2 s after the flip, long after its last answer.
-                DNS_STOP=$'KillSignal=SIGCONT\nTimeoutStopSec=2s'
+                # Lost 2 of 45,000 queries in 3 restarts with SIGTERM (those out at the backend).
+                DNS_STOP=$let_it_be
                 ;;
         *)
                 echo "unknown DNS server $server" >&2
