@@ -225,6 +225,18 @@ static __always_inline enum grm_stat flow_find(struct sk_reuseport_md *ctx,
         p->bucket[1] = grm_flow_bucket2(hash, cfg->flow_buckets);
         p->now = (__u32) (bpf_ktime_get_coarse_ns() >> GRM_FLOW_TICK_SHIFT);
 
+        /* A flow sits in its second bucket one time in five or so (grm_flow_place()): start
+         * that bucket's cache miss now, beside the first one's, instead of after it. */
+        if (p->bucket[1] != p->bucket[0]) {
+                __u32 second = p->bucket[1] * GRM_FLOW_WAYS;
+                struct grm_flow_entry *e2 = bpf_map_lookup_elem(&flows, &second);
+
+                if (e2) {
+                        __u32 tag2 = *(volatile __u32 *) &e2->tag;
+
+                        OPAQUE(tag2);
+                }
+        }
         r = find_in_bucket(ctx, cfg, p, c, p->bucket[0], 0);
         if (r < 0 && p->bucket[1] != p->bucket[0])
                 r = find_in_bucket(ctx, cfg, p, c, p->bucket[1], 1);
