@@ -210,7 +210,7 @@ static void reply_status(CtlConnection *c) {
         ctl_writer_add_u64(&w, "pid", (uint64_t) getpid());
         ctl_writer_add_u64(&w, "uptime_usec", now - m->started_usec);
         ctl_writer_add_u64(&w, "working", m->working ? m->working->gen : 0);
-        ctl_writer_add(&w, "restart", m->restart ? "in-progress" : "idle");
+        ctl_writer_add(&w, "restart", !m->restart ? "idle" : m->restart->previous ? "settling" : "in-progress");
         ctl_writer_add(&w, "stopping", m->stopping ? "yes" : "no");
         ctl_writer_add_u64(&w, "restarts_done", m->restarts_done);
         ctl_writer_add_u64(&w, "restarts_failed", m->restarts_failed);

@@ -56,7 +56,7 @@ void generation_close_sockets(Generation *g) {
 uint64_t generation_packets(Generation *g) {
         uint64_t n = 0;
 
-        if (!g->slot_held)
+        if (!g->slot_held || !g->manager || !g->manager->steering)
                 return g->packets_at_exit;
         if (steering_get_slot_packets(g->manager->steering, g->slot, &n) < 0)
                 return 0;
@@ -81,6 +81,12 @@ bool manager_has_tcp(const Manager *m) {
 void generation_release_slot(Generation *g) {
         if (!g->slot_held)
                 return;
+        if (!g->manager || !g->manager->steering) {
+                /* Never registered anywhere (a snapshot's, or a test's stand-in). */
+                g->slot_held = false;
+                generation_close_sockets(g);
+                return;
+        }
         g->packets_at_exit = generation_packets(g);
         generation_tcp(g, &g->tcp_connections_at_exit, &g->tcp_migrated_at_exit);
         (void) steering_slot_release(g->manager->steering, g->slot);
@@ -135,13 +141,7 @@ int generation_signal(Generation *g, int sig, bool whole_group) {
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Generation *g = userdata;
 
-        char buf[256];
-
-        if (g->state == GEN_STARTING)
-                restart_on_failed(g->manager, g, GRM_OUTCOME_TIMEOUT,
-                                  generation_explain(g, "not ready before the start timeout", buf, sizeof(buf)));
-        else if (g->state == GEN_DRAINING)
-                restart_on_deadline(g->manager, g);
+        restart_on_timer(g->manager, g);
         return 0;
 }
 
@@ -391,7 +391,7 @@ static int build_environment(Manager *m, uint32_t gen, unsigned slot, const Conf
 }
 
 int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *config,
-                     uint64_t start_timeout_usec, Generation **ret) {
+                     uint64_t start_deadline_usec, Generation **ret) {
         _cleanup_strv_free_ char **env = NULL;
         SpawnUser user = {};
         Generation *g;
@@ -501,9 +501,7 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                 goto fail;
         }
 
-        r = generation_set_timer(g, start_timeout_usec == USEC_INFINITY
-                                            ? USEC_INFINITY
-                                            : now_usec() + start_timeout_usec);
+        r = generation_set_timer(g, start_deadline_usec);
         if (r < 0) {
                 r = log_error_errno(r, "Failed to arm start timer: %m");
                 goto fail;

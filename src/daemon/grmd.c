@@ -37,6 +37,8 @@ static void help(void) {
                "     --start-timeout SEC           time to READY=1 before rollback (default 90)\n"
                "     --drain-timeout SEC           time an old instance may drain (default 60)\n"
                "     --drain-signal SIG            signal that starts the drain (default SIGTERM)\n"
+               "     --settle-sec SEC              time a new instance must hold before the old one\n"
+               "                                   drains; a crash within it rolls back (default 1)\n"
                "     --exec-check CMD              command that must succeed before each restart\n"
                "     --user USER                   run instances as USER (no capabilities either way)\n"
                "     --intercept-bind              instances that bind their own sockets get grm's\n"
@@ -58,6 +60,7 @@ enum {
         ARG_START_TIMEOUT,
         ARG_DRAIN_TIMEOUT,
         ARG_DRAIN_SIGNAL,
+        ARG_SETTLE,
         ARG_EXEC_CHECK,
         ARG_USER,
         ARG_INTERCEPT_BIND,
@@ -81,6 +84,7 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 { "start-timeout", required_argument, NULL, ARG_START_TIMEOUT },
                 { "drain-timeout", required_argument, NULL, ARG_DRAIN_TIMEOUT },
                 { "drain-signal", required_argument, NULL, ARG_DRAIN_SIGNAL },
+                { "settle-sec", required_argument, NULL, ARG_SETTLE },
                 { "exec-check", required_argument, NULL, ARG_EXEC_CHECK },
                 { "user", required_argument, NULL, ARG_USER },
                 { "intercept-bind", no_argument, NULL, ARG_INTERCEPT_BIND },
@@ -171,6 +175,13 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                                 c->start_timeout_usec = u;
                         else
                                 c->drain_timeout_usec = u;
+                        break;
+                case ARG_SETTLE:
+                        r = parse_settle(optarg, &u);
+                        if (r < 0)
+                                return log_error_errno(r == -ERANGE ? -EINVAL : r,
+                                                       "Invalid --settle-sec '%s' (0 up to 1h, finite).", optarg);
+                        c->settle_usec = u;
                         break;
                 case ARG_DRAIN_SIGNAL:
                         r = parse_signal(optarg);

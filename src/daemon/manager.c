@@ -26,6 +26,7 @@ int manager_new(Manager **ret) {
         m->notify_fd = -EBADF;
         m->ctl_fd = -EBADF;
         m->vault_r = m->vault_w = -EBADF;
+        m->restart_ops = &restart_ops_default;
         config_init(&m->cli);
         config_init(&m->config);
         r = sd_event_default(&m->event);

@@ -136,8 +136,32 @@ typedef struct Restart {
         int check_pidfd;
         sd_event_source *check_source;
         Generation *gen;                 /* the new generation once spawned */
+        Generation *previous;            /* while settling: the one standing by, or NULL */
+        uint64_t settle_deadline_usec;   /* while settling: when the restart is done */
         CtlConnection *requester;        /* gets progress and the result; may go away */
 } Restart;
+
+/* Everything restart.c does to the kernel, the event loop and the clock. grmd runs with
+ * restart_ops_default; tests/unit/test-restart.c with stand-ins that record the calls and let
+ * the test fire the events (restart_on_timer(), restart_on_respawn(), restart_on_check_exit()). */
+typedef struct RestartOps {
+        uint64_t (*now)(Manager *m);                            /* CLOCK_MONOTONIC, usec */
+        int (*spawn)(Manager *m, uint32_t gen, unsigned slot, const Config *config,
+                     uint64_t start_deadline_usec, Generation **ret); /* adds it to m->generations */
+        int (*set_working)(Manager *m, uint32_t working_slot, uint32_t pending_slot);
+        int (*set_settings)(Manager *m, const Config *config);  /* dissector, flow timeout */
+        int (*signal)(Generation *g, int sig, bool whole_group);
+        void (*kill_group)(Generation *g);                      /* what an exited one left behind */
+        void (*release_slot)(Generation *g);
+        int (*set_timer)(Generation *g, uint64_t usec);         /* absolute; USEC_INFINITY: off */
+        int (*arm_respawn)(Manager *m, uint64_t delay_usec);    /* USEC_INFINITY: cancel */
+        int (*start_check)(Manager *m, Restart *r);             /* ExecCheck= */
+        void (*discard_queued)(Manager *m);                     /* the original sockets' queues */
+        void (*progress)(CtlConnection *c, const char *step, const char *message);
+        void (*result)(CtlConnection *c, GrmOutcome outcome, Generation *g, const char *message);
+} RestartOps;
+
+extern const RestartOps restart_ops_default;
 
 struct Manager {
         sd_event *event;
@@ -171,8 +195,10 @@ struct Manager {
         Generation *working;
         uint32_t last_gen;
 
+        const RestartOps *restart_ops;
         Restart *restart;
         unsigned crash_count;
+        bool respawn_armed;
         sd_event_source *respawn_timer;
         sd_event_source *sockwatch_timer; /* sockwatch.c: receive queues, every second */
         sd_event_source *status_timer;   /* refreshes STATUS= while a drain deadline counts down */
@@ -248,6 +274,12 @@ void restart_on_ready(Manager *m, Generation *g);
 void restart_on_failed(Manager *m, Generation *g, GrmOutcome outcome, const char *why);
 void restart_on_exited(Manager *m, Generation *g, const char *why);
 void restart_on_deadline(Manager *m, Generation *g);
+/* g's timer: start timeout, settle time or drain deadline, by its state. */
+void restart_on_timer(Manager *m, Generation *g);
+/* The crash-replacement back-off ended. */
+void restart_on_respawn(Manager *m);
+/* ExecCheck= ended: code is CLD_EXITED (status: exit status) or CLD_KILLED/CLD_DUMPED (signal). */
+void restart_on_check_exit(Manager *m, int code, int status);
 /* Stop: cancel the restart under way, drain every generation. */
 void restart_stop(Manager *m);
 /* Frees the restart under way without a result (grmd is going away). */
@@ -256,6 +288,8 @@ void restart_abandon(Manager *m);
 void restart_adopt_flip(Manager *m, Generation *g);
 /* Takeover: g was starting under the previous grmd; its restart goes on without a requester. */
 int restart_adopt(Manager *m, Generation *g);
+/* Takeover: generations that stood by for a restart the previous grmd did not finish. */
+void restart_adopt_standby(Manager *m);
 
 /* takeover.c */
 int takeover_startup(Manager *m);
@@ -292,8 +326,9 @@ int group_backlog(const Group *g, unsigned *ret);
 int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd);
 
 /* generation.c */
+/* start_deadline_usec: CLOCK_MONOTONIC time by which READY=1 must come (USEC_INFINITY: never). */
 int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *config,
-                     uint64_t start_timeout_usec, Generation **ret);
+                     uint64_t start_deadline_usec, Generation **ret);
 Generation *generation_free(Generation *g);
 /* Watches g->pidfd for the process's exit (as its parent, or as an adopter). */
 int generation_watch(Generation *g);

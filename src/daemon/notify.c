@@ -67,14 +67,14 @@ static void handle_message(Manager *m, Generation *g, const NotifyMessage *msg) 
         }
         if (msg->extend_timeout_usec != UINT64_MAX && g->state == GEN_STARTING) {
                 /* Like systemd: the deadline becomes "now + extension" if that is later. */
-                uint64_t until = now_usec() + msg->extend_timeout_usec;
+                uint64_t until = usec_add(now_usec(), msg->extend_timeout_usec);
                 uint64_t current = 0;
                 if (!g->timer || sd_event_source_get_time(g->timer, &current) < 0 || until > current)
                         (void) generation_set_timer(g, until);
                 /* systemd's reload timeout has to wait as long. */
                 if (m->restart && m->restart->gen == g && !m->restart->automatic)
                         (void) sd_notifyf(false, "EXTEND_TIMEOUT_USEC=%" PRIu64,
-                                          msg->extend_timeout_usec + 10 * USEC_PER_SEC);
+                                          usec_add(msg->extend_timeout_usec, 10 * USEC_PER_SEC));
                 ctl_connection_progress(m->restart && m->restart->gen == g ? m->restart->requester : NULL,
                                         "extend", "generation %" PRIu32 " extended its start timeout by %" PRIu64 " ms",
                                         g->gen, msg->extend_timeout_usec / 1000);

@@ -3,17 +3,27 @@
  * The restart state machine, the only place that decides what a generation's events mean:
  *
  *   request -> re-read config -> exec-check -> spawn generation N (sockets registered first)
- *           -> READY=1: flip working to N (one map update), drain every older live generation
- *           -> failure (exit, ERRNO=, timeout): kill N, release its slot, N-1 keeps working
+ *           -> READY=1: flip working to N (one map update, N's steering settings with it);
+ *              N-1 stands by, not told to drain
+ *           -> settle: N holds for SettleSec= -> done: N-1 drains, N's settings are in effect
+ *           -> failure before ready (exit, ERRNO=, timeout): kill N, release its slot, nothing
+ *              else changed
+ *           -> N dies while settling: roll back: N-1 works again, with its settings
  *
- * A working instance that dies is replaced by an automatic restart with back-off. A stop (SIGTERM,
- * SIGINT) drains every generation; the manager exits once all are gone.
+ * A working instance that dies after settling is replaced by an automatic restart with back-off.
+ * A stop (SIGTERM, SIGINT) drains every generation; the manager exits once all are gone.
  *
  * Events come in from notify.c (READY=1, ERRNO=), generation.c (exit, timers) and ctl-server.c
- * (requests); results go out to the requester through ctl-server.c.
+ * (requests); results go out to the requester. Everything that touches the kernel, the event
+ * loop or the clock goes through m->restart_ops (RestartOps, manager.h), so that check tests
+ * (tests/unit/test-restart.c) drive every path with stand-ins.
+ *
+ * Invariants: at most one restart (m->restart); the working generation (m->working) is the one
+ * the maps name; a generation stands by only while a restart settles (r->previous).
  */
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/pidfd.h>
 #include <sys/wait.h>
@@ -27,6 +37,23 @@
 #define RESPAWN_MIN_USEC (100 * USEC_PER_MSEC)
 #define RESPAWN_MAX_USEC (30 * USEC_PER_SEC)
 #define STABLE_USEC (10 * USEC_PER_SEC)  /* working this long resets the crash back-off */
+
+static uint64_t now(Manager *m) {
+        return m->restart_ops->now(m);
+}
+
+static void progress(Manager *m, const char *step, const char *fmt, ...) _printf_(3, 4);
+static void progress(Manager *m, const char *step, const char *fmt, ...) {
+        char message[512];
+        va_list ap;
+
+        if (!m->restart || !m->restart->requester)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof(message), fmt, ap);
+        va_end(ap);
+        m->restart_ops->progress(m->restart->requester, step, message);
+}
 
 static void restart_free(Restart *r) {
         if (!r)
@@ -76,6 +103,7 @@ static int find_free_slot(Manager *m, int *ret) {
         }
         return -EBUSY;
 }
+
 static void restart_finish(Manager *m, GrmOutcome outcome, const char *message) {
         Restart *r = m->restart;
         Generation *g;
@@ -99,28 +127,33 @@ static void restart_finish(Manager *m, GrmOutcome outcome, const char *message) 
         if (!r->automatic)
                 (void) sd_notify(false, "READY=1");
 
-        ctl_connection_result(r->requester, outcome, g, message);
+        if (r->requester)
+                m->restart_ops->result(r->requester, outcome, g, message);
         m->restart = NULL;
         restart_free(r);
         manager_state_changed(m);
         manager_prune_history(m);
 }
 
-static int on_respawn(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
-
-        m->respawn_timer = sd_event_source_disable_unref(m->respawn_timer);
+void restart_on_respawn(Manager *m) {
+        m->respawn_armed = false;
         if (m->stopping || m->working || m->restart)
-                return 0;
+                return;
         (void) restart_request(m, NULL, USEC_INFINITY);
-        return 0;
+}
+
+static void cancel_respawn(Manager *m) {
+        if (!m->respawn_armed)
+                return;
+        (void) m->restart_ops->arm_respawn(m, USEC_INFINITY);
+        m->respawn_armed = false;
 }
 
 /* Nothing works: start a new generation after the back-off delay. */
 static void schedule_respawn(Manager *m) {
         uint64_t delay = RESPAWN_MIN_USEC;
 
-        if (m->stopping || m->working || m->restart || m->respawn_timer)
+        if (m->stopping || m->working || m->restart || m->respawn_armed)
                 return;
         for (unsigned i = 0; i < m->crash_count && delay < RESPAWN_MAX_USEC; i++)
                 delay *= 2;
@@ -128,13 +161,16 @@ static void schedule_respawn(Manager *m) {
                 delay = RESPAWN_MAX_USEC;
         m->crash_count++;
         log_notice("Starting a new generation in %" PRIu64 " ms.", delay / 1000);
-        if (sd_event_add_time_relative(m->event, &m->respawn_timer, CLOCK_MONOTONIC, delay,
-                                       USEC_PER_MSEC, on_respawn, m) < 0)
+        if (m->restart_ops->arm_respawn(m, delay) < 0) {
                 log_error("Failed to arm the respawn timer; no generation will be started.");
+                return;
+        }
+        m->respawn_armed = true;
 }
 
 static void generation_start_drain(Manager *m, Generation *g, GenEvent why) {
         uint64_t timeout = m->config.drain_timeout_usec;
+        char left[32];
         int r;
 
         if (timeout == CONFIG_DRAIN_TIMEOUT_INFINITY)
@@ -144,68 +180,137 @@ static void generation_start_drain(Manager *m, Generation *g, GenEvent why) {
                 return;
         if (g->drain_deadline_usec != 0)
                 return; /* already draining: keep its deadline */
-        g->drain_deadline_usec = timeout == USEC_INFINITY ? USEC_INFINITY : now_usec() + timeout;
-        r = generation_signal(g, m->config.drain_signal, false);
+        g->drain_deadline_usec = usec_add(now(m), timeout);
+        r = m->restart_ops->signal(g, m->config.drain_signal, false);
+        if (timeout == USEC_INFINITY)
+                snprintf(left, sizeof(left), "no deadline");
+        else
+                snprintf(left, sizeof(left), "deadline in %" PRIu64 " s", timeout / USEC_PER_SEC);
         if (r < 0)
                 log_warning_errno(r, "Failed to send %s to generation %" PRIu32 " (pid %d): %m",
                                   strempty(signal_to_name(m->config.drain_signal)), g->gen, (int) g->pid);
         else
-                log_info("Generation %" PRIu32 " (pid %d) draining, deadline in %" PRIu64 " s.", g->gen,
-                         (int) g->pid, timeout == USEC_INFINITY ? 0 : timeout / USEC_PER_SEC);
-        r = generation_set_timer(g, g->drain_deadline_usec);
+                log_info("Generation %" PRIu32 " (pid %d) draining, %s.", g->gen, (int) g->pid, left);
+        r = m->restart_ops->set_timer(g, g->drain_deadline_usec);
         if (r < 0)
                 log_error_errno(r, "Failed to arm the drain deadline of generation %" PRIu32 ": %m", g->gen);
 }
 
+/* The restart is done: its settings are in effect, the generation that stood by drains. */
+static void restart_settled(Manager *m) {
+        Restart *r = m->restart;
+        Generation *g = r->gen;
+
+        (void) m->restart_ops->set_timer(g, USEC_INFINITY);
+        /* The new config is in effect from here on (drain settings included). */
+        config_done(&m->config);
+        m->config = r->config;
+        config_init(&r->config);
+
+        /* Every older live generation drains; the one that stood by included. */
+        for (Generation *o = m->generations; o; o = o->next)
+                if (o != g && (o->state == GEN_STANDBY || o->state == GEN_WORKING || o->state == GEN_DRAINING)) {
+                        bool was_standby = o->state == GEN_STANDBY;
+
+                        generation_start_drain(m, o, GEN_EVENT_SUPERSEDED);
+                        if (was_standby)
+                                progress(m, "drain", "generation %" PRIu32 " (pid %d) draining", o->gen,
+                                         (int) o->pid);
+                }
+        restart_finish(m, GRM_OUTCOME_DONE, "restarted");
+}
+
+/* The new generation failed while settling (or the flip failed): the one that stood by works
+ * again, with its settings, and gets the new generation's flows as stale ones. */
+static void restart_roll_back(Manager *m, const char *message) {
+        Restart *r = m->restart;
+        Generation *prev = r->previous;
+        int k;
+
+        if (prev && prev->state == GEN_STANDBY) {
+                k = m->restart_ops->set_working(m, prev->slot, GRM_SLOT_NONE);
+                if (k < 0)
+                        log_error_errno(k, "Failed to give generation %" PRIu32 " the working role back: %m",
+                                        prev->gen);
+                (void) generation_transition(prev, GEN_EVENT_REINSTATED);
+                m->working = prev;
+                log_notice("Generation %" PRIu32 " (pid %d) is working again.", prev->gen, (int) prev->pid);
+                progress(m, "rollback", "generation %" PRIu32 " (pid %d) working again", prev->gen,
+                         (int) prev->pid);
+        } else if (m->working == r->gen)
+                m->working = NULL;
+        /* Settings go back to what is in effect (the restart's were only in the maps). */
+        k = m->restart_ops->set_settings(m, &m->config);
+        if (k < 0)
+                log_warning_errno(k, "Failed to restore the steering settings: %m");
+        restart_finish(m, GRM_OUTCOME_FAILED, message);
+}
+
 void restart_on_ready(Manager *m, Generation *g) {
+        Restart *r = m->restart && m->restart->gen == g ? m->restart : NULL;
         Generation *old = m->working;
-        int r;
+        uint64_t settle_usec;
+        int k;
 
         if (generation_transition(g, GEN_EVENT_READY) < 0)
                 return;
-        g->ready_usec = now_usec();
-        (void) generation_set_timer(g, USEC_INFINITY);
+        g->ready_usec = now(m);
+        (void) m->restart_ops->set_timer(g, USEC_INFINITY);
 
-        r = steering_set_working(m->steering, g->slot, GRM_SLOT_NONE);
-        if (r < 0) {
-                log_error_errno(r, "Failed to make generation %" PRIu32 " the working one: %m", g->gen);
+        /* The restart's steering settings come with its generation (and go if it is rolled back). */
+        if (r) {
+                k = m->restart_ops->set_settings(m, &r->config);
+                if (k < 0)
+                        log_warning_errno(k, "Failed to apply steering settings: %m");
+        }
+        k = m->restart_ops->set_working(m, g->slot, GRM_SLOT_NONE);
+        if (k < 0) {
+                log_error_errno(k, "Failed to make generation %" PRIu32 " the working one: %m", g->gen);
+                if (r)
+                        (void) m->restart_ops->set_settings(m, &m->config);
+                /* Never flipped: it fails as a start does (the table has no failure after ready). */
+                g->state = GEN_STARTING;
                 restart_on_failed(m, g, GRM_OUTCOME_INTERNAL, "could not update the steering maps");
                 return;
         }
-        g->flipped_usec = now_usec();
+        g->flipped_usec = now(m);
         m->last_flip_latency_usec = g->flipped_usec - g->ready_seen_usec;
         m->working = g;
         test_kill_point("flip");
         log_info("Generation %" PRIu32 " (pid %d) is working; flip took %" PRIu64 " us.", g->gen,
                  (int) g->pid, m->last_flip_latency_usec);
         if (!old)
-                for (unsigned i = 0; i < m->n_groups; i++) {
-                        int n = group_discard_queued(&m->groups[i]);
-                        if (n > 0 && m->groups[i].type == SOCK_STREAM)
-                                log_notice("Handed %d connection(s) queued on %s while no generation was working to generation %" PRIu32 ".",
-                                           n, m->groups[i].address, g->gen);
-                        else if (n > 0)
-                                log_notice("Dropped %d datagram(s) that reached %s while no generation was working.",
-                                           n, m->groups[i].address);
+                m->restart_ops->discard_queued(m);
+        progress(m, "ready", "generation %" PRIu32 " (pid %d) ready after %" PRIu64 " ms, working now",
+                 g->gen, (int) g->pid, (g->ready_usec - g->spawned_usec) / 1000);
+
+        settle_usec = r ? r->config.settle_usec : 0;
+        if (r && old && settle_usec > 0 && settle_usec != UINT64_MAX) {
+                /* Not done yet: the old generation stands by, able to take the working role back,
+                 * until the new one has held for the settle time. */
+                (void) generation_transition(old, GEN_EVENT_STANDBY);
+                r->previous = old;
+                r->settle_deadline_usec = usec_add(g->flipped_usec, settle_usec);
+                k = m->restart_ops->set_timer(g, r->settle_deadline_usec);
+                if (k < 0) {
+                        log_error_errno(k, "Failed to arm the settle timer: %m");
+                        restart_settled(m);
+                } else {
+                        log_info("Generation %" PRIu32 " settling for %" PRIu64 " ms; generation %" PRIu32
+                                 " stands by.", g->gen, settle_usec / USEC_PER_MSEC, old->gen);
+                        progress(m, "settle", "generation %" PRIu32 " (pid %d) stands by for %" PRIu64
+                                 " ms in case generation %" PRIu32 " fails", old->gen, (int) old->pid,
+                                 settle_usec / USEC_PER_MSEC, g->gen);
                 }
-
-        if (m->restart && m->restart->gen == g)
-                ctl_connection_progress(m->restart->requester, "ready",
-                                        "generation %" PRIu32 " (pid %d) ready after %" PRIu64 " ms, working now",
-                                        g->gen, (int) g->pid, (g->ready_usec - g->spawned_usec) / 1000);
-
-        /* Every older live generation drains; a previous working one included. */
-        for (Generation *o = m->generations; o; o = o->next)
-                if (o != g && (o->state == GEN_WORKING || o->state == GEN_DRAINING)) {
-                        generation_start_drain(m, o, GEN_EVENT_SUPERSEDED);
-                        if (o == old && m->restart && m->restart->gen == g)
-                                ctl_connection_progress(m->restart->requester, "drain",
-                                                        "generation %" PRIu32 " (pid %d) draining",
-                                                        o->gen, (int) o->pid);
-                }
-
-        if (m->restart && m->restart->gen == g)
-                restart_finish(m, GRM_OUTCOME_DONE, "restarted");
+        } else if (r)
+                /* Nothing to roll back to (first start, crash replacement) or no settle time. */
+                restart_settled(m);
+        else {
+                /* Adopted from an earlier grmd with no restart: older ones drain at once. */
+                for (Generation *o = m->generations; o; o = o->next)
+                        if (o != g && (o->state == GEN_WORKING || o->state == GEN_STANDBY))
+                                generation_start_drain(m, o, GEN_EVENT_SUPERSEDED);
+        }
         (void) sd_notify(false, "READY=1");
         manager_state_changed(m);
 }
@@ -218,11 +323,11 @@ void restart_on_failed(Manager *m, Generation *g, GrmOutcome outcome, const char
         snprintf(message, sizeof(message), "generation %" PRIu32 " (pid %d) %s; rolled back", g->gen,
                  (int) g->pid, why);
         generation_set_failure(g, why);
-        (void) generation_set_timer(g, USEC_INFINITY);
-        (void) generation_signal(g, SIGKILL, true);
+        (void) m->restart_ops->set_timer(g, USEC_INFINITY);
+        (void) m->restart_ops->signal(g, SIGKILL, true);
         g->killed = true;
         /* Roll back: its sockets leave the maps now; what was queued for it is gone with it. */
-        generation_release_slot(g);
+        m->restart_ops->release_slot(g);
 
         if (m->restart && m->restart->gen == g)
                 restart_finish(m, outcome, message);
@@ -234,9 +339,11 @@ void restart_on_failed(Manager *m, Generation *g, GrmOutcome outcome, const char
 }
 
 void restart_on_exited(Manager *m, Generation *g, const char *why) {
+        Restart *r = m->restart;
         GenState before = g->state;
+        bool settling = r && r->gen == g && before == GEN_WORKING;
 
-        g->exited_usec = now_usec();
+        g->exited_usec = now(m);
         if (before == GEN_STARTING) {
                 restart_on_failed(m, g, GRM_OUTCOME_FAILED, why);
                 /* the state machine took it to failed; it has been reaped too */
@@ -244,23 +351,46 @@ void restart_on_exited(Manager *m, Generation *g, const char *why) {
                 log_debug("Generation %" PRIu32 ": exit in state %s", g->gen, gen_state_to_string(before));
 
         /* Whatever it left behind in its process group goes too, so no socket stays open. */
-        if (g->pid > 0)
-                (void) kill(-g->pid, SIGKILL);
-        generation_release_slot(g);
-        (void) generation_set_timer(g, USEC_INFINITY);
+        m->restart_ops->kill_group(g);
+        m->restart_ops->release_slot(g);
+        (void) m->restart_ops->set_timer(g, USEC_INFINITY);
 
-        if (before == GEN_WORKING) {
+        if (settling) {
+                char message[256];
+
+                snprintf(message, sizeof(message),
+                         "generation %" PRIu32 " (pid %d) %s %" PRIu64 " ms after it was ready, within its settle time; rolled back",
+                         g->gen, (int) g->pid, why, (g->exited_usec - g->ready_usec) / USEC_PER_MSEC);
+                generation_set_failure(g, why);
+                manager_log_event(LOG_ERR, MESSAGE_INSTANCE_CRASHED, "instance-crashed", g, NULL,
+                                  "Generation %" PRIu32 " (pid %d) %s while settling.", g->gen, (int) g->pid, why);
+                if (!r->previous || r->previous->state != GEN_STANDBY) {
+                        /* Nothing stands by: a working crash like any other. */
+                        m->working = NULL;
+                        (void) m->restart_ops->set_working(m, GRM_SLOT_NONE, GRM_SLOT_NONE);
+                        (void) m->restart_ops->set_settings(m, &m->config);
+                        restart_finish(m, GRM_OUTCOME_FAILED, message);
+                        schedule_respawn(m);
+                } else
+                        restart_roll_back(m, message);
+        } else if (before == GEN_WORKING) {
                 generation_set_failure(g, why);
                 manager_log_event(LOG_ERR, MESSAGE_INSTANCE_CRASHED, "instance-crashed", g, NULL,
                           "Working generation %" PRIu32 " (pid %d) %s unexpectedly.", g->gen, (int) g->pid, why);
-                m->working = NULL;
-                if (g->ready_usec && now_usec() - g->ready_usec > STABLE_USEC)
+                if (m->working == g)
+                        m->working = NULL;
+                if (g->ready_usec && g->exited_usec - g->ready_usec > STABLE_USEC)
                         m->crash_count = 0;
                 /* Until a replacement is ready, a starting generation (if any) queues packets. */
-                (void) steering_set_working(m->steering, GRM_SLOT_NONE,
-                                            m->restart && m->restart->gen ? m->restart->gen->slot
-                                                                           : GRM_SLOT_NONE);
+                (void) m->restart_ops->set_working(m, GRM_SLOT_NONE,
+                                                   r && r->gen && r->gen->state == GEN_STARTING
+                                                           ? r->gen->slot : GRM_SLOT_NONE);
                 schedule_respawn(m);
+        } else if (before == GEN_STANDBY) {
+                /* Nothing to roll back to any more; the restart settles without it. */
+                log_warning("Generation %" PRIu32 " (pid %d) %s while standing by.", g->gen, (int) g->pid, why);
+                if (r && r->previous == g)
+                        r->previous = NULL;
         } else if (before == GEN_DRAINING)
                 log_info("Generation %" PRIu32 " (pid %d) %s after draining.", g->gen, (int) g->pid, why);
 
@@ -278,12 +408,24 @@ void restart_on_deadline(Manager *m, Generation *g) {
         (void) generation_transition(g, GEN_EVENT_DEADLINE);
         generation_set_failure(g, "killed at the drain deadline");
         g->killed = true;
-        r = generation_signal(g, SIGKILL, true);
+        r = m->restart_ops->signal(g, SIGKILL, true);
         if (r < 0)
                 log_error_errno(r, "Failed to kill generation %" PRIu32 " (pid %d): %m", g->gen, (int) g->pid);
 }
 
-/* The restart's config is in place and checked: spawn the new generation. */
+void restart_on_timer(Manager *m, Generation *g) {
+        char buf[256];
+
+        if (g->state == GEN_STARTING)
+                restart_on_failed(m, g, GRM_OUTCOME_TIMEOUT,
+                                  generation_explain(g, "not ready before the start timeout", buf, sizeof(buf)));
+        else if (g->state == GEN_WORKING && m->restart && m->restart->gen == g)
+                restart_settled(m);
+        else if (g->state == GEN_DRAINING)
+                restart_on_deadline(m, g);
+}
+
+/* The restart's config is in place and checked: spawn the new generation with it. */
 static void restart_spawn(Manager *m) {
         Restart *r = m->restart;
         uint32_t gen = m->last_gen + 1;
@@ -295,20 +437,12 @@ static void restart_spawn(Manager *m) {
                 return;
         }
 
-        /* The new config is in effect from here on (drain settings included). */
-        config_done(&m->config);
-        m->config = r->config;
-        config_init(&r->config);
-        k = steering_set_settings(m->steering, m->config.dissector, m->config.flow_timeout_usec);
-        if (k >= 0)
-                k = steering_set_flow_quota(m->steering, (unsigned) m->config.flows_per_source);
-        if (k < 0)
-                log_warning_errno(k, "Failed to apply steering settings: %m");
-
         /* The number is spent even if the spawn fails or grmd dies: numbers only grow. */
         m->last_gen = gen;
         (void) vault_save(m);
-        k = generation_spawn(m, gen, (unsigned) slot, &m->config, r->start_timeout_usec, &r->gen);
+        /* Saturating: a huge start timeout is "never", not a deadline in the past. */
+        k = m->restart_ops->spawn(m, gen, (unsigned) slot, &r->config,
+                                  usec_add(now(m), r->start_timeout_usec), &r->gen);
         if (k < 0) {
                 restart_finish(m, GRM_OUTCOME_INTERNAL, "could not start a new instance (see grmd's log)");
                 if (!m->working)
@@ -317,41 +451,238 @@ static void restart_spawn(Manager *m) {
         }
         if (!m->working)
                 /* Nothing works: packets queue on the new generation until it is ready. */
-                (void) steering_set_working(m->steering, GRM_SLOT_NONE, r->gen->slot);
+                (void) m->restart_ops->set_working(m, GRM_SLOT_NONE, r->gen->slot);
 
         log_info("Generation %" PRIu32 " started as pid %d.", gen, (int) r->gen->pid);
-        ctl_connection_progress(r->requester, "spawned", "generation %" PRIu32 " started as pid %d",
-                                gen, (int) r->gen->pid);
+        progress(m, "spawned", "generation %" PRIu32 " started as pid %d", gen, (int) r->gen->pid);
         manager_state_changed(m);
+}
+
+void restart_on_check_exit(Manager *m, int code, int status) {
+        Restart *r = m->restart;
+        char message[160];
+
+        if (!r)
+                return;
+        if (code == CLD_EXITED && status == 0) {
+                progress(m, "checked", "exec-check passed");
+                restart_spawn(m);
+                return;
+        }
+        if (code == CLD_EXITED)
+                snprintf(message, sizeof(message), "exec-check exited with status %d; nothing changed", status);
+        else
+                snprintf(message, sizeof(message), "exec-check killed by signal %s; nothing changed",
+                         strempty(signal_to_name(status)));
+        restart_finish(m, GRM_OUTCOME_REJECTED, message);
+}
+
+int restart_request(Manager *m, CtlConnection *c, uint64_t timeout_usec) {
+        _cleanup_free_ char *error = NULL;
+        Restart *r;
+        int k;
+
+        if (m->stopping) {
+                if (c)
+                        m->restart_ops->result(c, GRM_OUTCOME_BUSY, NULL, "grmd is stopping");
+                return -ESHUTDOWN;
+        }
+        if (m->restart) {
+                if (c)
+                        m->restart_ops->result(c, GRM_OUTCOME_BUSY, m->restart->gen,
+                                               m->restart->previous ? "another restart is settling"
+                                                                    : "another restart is in progress");
+                return -EBUSY;
+        }
+
+        r = calloc(1, sizeof(*r));
+        if (!r) {
+                if (c)
+                        m->restart_ops->result(c, GRM_OUTCOME_INTERNAL, NULL, "out of memory");
+                return -ENOMEM;
+        }
+        r->check_pidfd = -EBADF;
+        r->automatic = !c;
+        r->requester = c;
+        r->started_usec = now(m);
+        config_init(&r->config);
+        m->restart = r;
+        cancel_respawn(m);
+        manager_log_event(LOG_INFO, MESSAGE_RESTART_STARTED, "restart-started", NULL, NULL, "Restart requested%s.",
+                  c ? " over the control socket" : m->last_gen == 0 ? " (first start)" : " (replacing a failed instance)");
+
+        /* The config file is read again: a bad one changes nothing. */
+        k = manager_load_config(m, &r->config, &error);
+        if (k < 0) {
+                /* Out of descriptors or memory is grmd's problem, not the configuration's. */
+                bool ours = k == -EMFILE || k == -ENFILE || k == -ENOMEM;
+                char message[512];
+                snprintf(message, sizeof(message), "%s: %s; nothing changed",
+                         ours ? "could not read the configuration" : "configuration rejected",
+                         error ? error : strerror(-k));
+                restart_finish(m, ours ? GRM_OUTCOME_INTERNAL : GRM_OUTCOME_REJECTED, message);
+                if (!m->working)
+                        schedule_respawn(m);
+                return -EINVAL;
+        }
+        if (r->config.flow_table_size != m->config.flow_table_size && m->config.flow_table_size != 0)
+                log_warning("FlowTableSize= changed; the new size takes effect when grmd restarts.");
+        r->start_timeout_usec = timeout_usec != USEC_INFINITY && timeout_usec != 0
+                                        ? timeout_usec
+                                        : r->config.start_timeout_usec;
+        if (c)
+                /* systemd: a reload is under way, and may take as long as the start timeout and
+                 * the settle time. */
+                (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nEXTEND_TIMEOUT_USEC=%" PRIu64,
+                                  now(m), usec_add(usec_add(r->start_timeout_usec, r->config.settle_usec),
+                                                   10 * USEC_PER_SEC));
+        progress(m, "config", "configuration %s", m->config_path ? "re-read" : "checked");
+
+        if (r->config.exec_check) {
+                k = m->restart_ops->start_check(m, r);
+                if (k < 0) {
+                        restart_finish(m, GRM_OUTCOME_INTERNAL, "could not run exec-check");
+                        return k;
+                }
+                progress(m, "check", "running exec-check %s", r->config.exec_check[0]);
+                return 0;
+        }
+        restart_spawn(m);
+        return 0;
+}
+
+void restart_stop(Manager *m) {
+        m->stopping = true;
+        (void) sd_notify(false, "STOPPING=1");
+        cancel_respawn(m);
+        if (m->restart && m->restart->gen && m->restart->gen->state == GEN_STARTING)
+                restart_on_failed(m, m->restart->gen, GRM_OUTCOME_FAILED, "cancelled: grmd is stopping");
+        else if (m->restart)
+                restart_finish(m, GRM_OUTCOME_BUSY, "cancelled: grmd is stopping");
+        for (Generation *g = m->generations; g; g = g->next)
+                if (g->state == GEN_WORKING || g->state == GEN_STANDBY || g->state == GEN_DRAINING)
+                        generation_start_drain(m, g, GEN_EVENT_STOP);
+        /* Once the working generation drains, nothing takes new flows: they stay with it. */
+        manager_state_changed(m);
+        manager_maybe_exit(m);
+}
+
+void restart_abandon(Manager *m) {
+        if (!m->restart)
+                return;
+        ctl_connection_detach_restart(m->restart->requester);
+        restart_free(m->restart);
+        m->restart = NULL;
+}
+
+void restart_adopt_flip(Manager *m, Generation *g) {
+        g->state = GEN_WORKING;
+        g->ready_usec = g->ready_seen_usec = g->flipped_usec = now(m);
+        (void) m->restart_ops->set_timer(g, USEC_INFINITY);
+        for (Generation *o = m->generations; o; o = o->next)
+                if (o != g && (o->state == GEN_WORKING || o->state == GEN_STANDBY))
+                        generation_start_drain(m, o, GEN_EVENT_SUPERSEDED);
+        m->working = g;
+}
+
+void restart_adopt_standby(Manager *m) {
+        /* The previous grmd died while a restart settled: its settle timer is gone with it. If
+         * the new generation works, the restart is taken as done: the one that stood by drains.
+         * If nothing works, the newest that stood by works again. */
+        for (Generation *o = m->generations; o; o = o->next) {
+                if (o->state != GEN_STANDBY)
+                        continue;
+                if (m->working)
+                        generation_start_drain(m, o, GEN_EVENT_SUPERSEDED);
+                else if (m->restart_ops->set_working(m, o->slot, GRM_SLOT_NONE) >= 0) {
+                        (void) generation_transition(o, GEN_EVENT_REINSTATED);
+                        m->working = o;
+                }
+        }
+}
+
+int restart_adopt(Manager *m, Generation *g) {
+        Restart *r;
+
+        if (m->restart)
+                return -EBUSY;
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        r->check_pidfd = -EBADF;
+        r->automatic = true;
+        r->started_usec = g->spawned_usec;
+        r->start_timeout_usec = m->config.start_timeout_usec;
+        config_init(&r->config);
+        /* Settings as in effect: this grmd read them at start-up. */
+        if (config_merge(&r->config, &m->config) < 0) {
+                free(r);
+                return -ENOMEM;
+        }
+        r->gen = g;
+        m->restart = r;
+        return 0;
+}
+
+/* The kernel, the event loop and the clock: what grmd runs with. */
+
+static uint64_t default_now(Manager *m) {
+        return now_usec();
+}
+
+static int default_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *config,
+                         uint64_t start_deadline_usec, Generation **ret) {
+        return generation_spawn(m, gen, slot, config, start_deadline_usec, ret);
+}
+
+static int default_set_working(Manager *m, uint32_t working_slot, uint32_t pending_slot) {
+        return steering_set_working(m->steering, working_slot, pending_slot);
+}
+
+static int default_set_settings(Manager *m, const Config *c) {
+        int r = steering_set_settings(m->steering, c->dissector, c->flow_timeout_usec);
+
+        if (r >= 0)
+                r = steering_set_flow_quota(m->steering, (unsigned) c->flows_per_source);
+        return r;
+}
+
+static void default_kill_group(Generation *g) {
+        if (g->pid > 0)
+                (void) kill(-g->pid, SIGKILL);
+}
+
+static int on_respawn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        m->respawn_timer = sd_event_source_disable_unref(m->respawn_timer);
+        restart_on_respawn(m);
+        return 0;
+}
+
+static int default_arm_respawn(Manager *m, uint64_t delay_usec) {
+        m->respawn_timer = sd_event_source_disable_unref(m->respawn_timer);
+        if (delay_usec == USEC_INFINITY)
+                return 0;
+        return sd_event_add_time_relative(m->event, &m->respawn_timer, CLOCK_MONOTONIC, delay_usec,
+                                          USEC_PER_MSEC, on_respawn_timer, m);
 }
 
 static int on_check_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Manager *m = userdata;
         Restart *r = m->restart;
-        char message[160];
 
         if (!r)
                 return 0;
         r->check_source = sd_event_source_disable_unref(r->check_source);
         r->check_pidfd = safe_close(r->check_pidfd);
-        if (si->si_code == CLD_EXITED && si->si_status == 0) {
-                ctl_connection_progress(r->requester, "checked", "exec-check passed");
-                restart_spawn(m);
-                return 0;
-        }
-        if (si->si_code == CLD_EXITED)
-                snprintf(message, sizeof(message), "exec-check exited with status %d; nothing changed",
-                         si->si_status);
-        else
-                snprintf(message, sizeof(message), "exec-check killed by signal %s; nothing changed",
-                         strempty(signal_to_name(si->si_status)));
-        restart_finish(m, GRM_OUTCOME_REJECTED, message);
+        restart_on_check_exit(m, si->si_code, si->si_status);
         return 0;
 }
 
 /* ExecCheck= runs like an instance (spawn.c): as its user, with no capabilities, under the
  * instance system call filter, in a session of its own; only without the sockets. */
-static int start_exec_check(Manager *m, Restart *r) {
+static int default_start_check(Manager *m, Restart *r) {
         char **argv = r->config.exec_check;
         SpawnUser user = {};
         int k;
@@ -388,122 +719,34 @@ static int start_exec_check(Manager *m, Restart *r) {
         return 0;
 }
 
-int restart_request(Manager *m, CtlConnection *c, uint64_t timeout_usec) {
-        _cleanup_free_ char *error = NULL;
-        Restart *r;
-        int k;
-
-        if (m->stopping) {
-                ctl_connection_result(c, GRM_OUTCOME_BUSY, NULL, "grmd is stopping");
-                return -ESHUTDOWN;
+static void default_discard_queued(Manager *m) {
+        for (unsigned i = 0; i < m->n_groups; i++) {
+                int n = group_discard_queued(&m->groups[i]);
+                if (n > 0 && m->groups[i].type == SOCK_STREAM)
+                        log_notice("Handed %d connection(s) queued on %s while no generation was working to generation %" PRIu32 ".",
+                                   n, m->groups[i].address, m->working ? m->working->gen : 0);
+                else if (n > 0)
+                        log_notice("Dropped %d datagram(s) that reached %s while no generation was working.",
+                                   n, m->groups[i].address);
         }
-        if (m->restart) {
-                ctl_connection_result(c, GRM_OUTCOME_BUSY, m->restart->gen,
-                                      "another restart is in progress");
-                return -EBUSY;
-        }
-
-        r = calloc(1, sizeof(*r));
-        if (!r) {
-                ctl_connection_result(c, GRM_OUTCOME_INTERNAL, NULL, "out of memory");
-                return -ENOMEM;
-        }
-        r->check_pidfd = -EBADF;
-        r->automatic = !c;
-        r->requester = c;
-        r->started_usec = now_usec();
-        config_init(&r->config);
-        m->restart = r;
-        m->respawn_timer = sd_event_source_disable_unref(m->respawn_timer);
-        manager_log_event(LOG_INFO, MESSAGE_RESTART_STARTED, "restart-started", NULL, NULL, "Restart requested%s.",
-                  c ? " over the control socket" : m->last_gen == 0 ? " (first start)" : " (replacing a failed instance)");
-
-        /* The config file is read again: a bad one changes nothing. */
-        k = manager_load_config(m, &r->config, &error);
-        if (k < 0) {
-                /* Out of descriptors or memory is grmd's problem, not the configuration's. */
-                bool ours = k == -EMFILE || k == -ENFILE || k == -ENOMEM;
-                char message[512];
-                snprintf(message, sizeof(message), "%s: %s; nothing changed",
-                         ours ? "could not read the configuration" : "configuration rejected",
-                         error ? error : strerror(-k));
-                restart_finish(m, ours ? GRM_OUTCOME_INTERNAL : GRM_OUTCOME_REJECTED, message);
-                if (!m->working)
-                        schedule_respawn(m);
-                return -EINVAL;
-        }
-        if (r->config.flow_table_size != m->config.flow_table_size && m->config.flow_table_size != 0)
-                log_warning("FlowTableSize= changed; the new size takes effect when grmd restarts.");
-        r->start_timeout_usec = timeout_usec != USEC_INFINITY && timeout_usec != 0
-                                        ? timeout_usec
-                                        : r->config.start_timeout_usec;
-        if (c)
-                /* systemd: a reload is under way, and may take as long as the start timeout. */
-                (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nEXTEND_TIMEOUT_USEC=%" PRIu64,
-                                  now_usec(), r->start_timeout_usec + 10 * USEC_PER_SEC);
-        ctl_connection_progress(c, "config", "configuration %s", m->config_path ? "re-read" : "checked");
-
-        if (r->config.exec_check) {
-                k = start_exec_check(m, r);
-                if (k < 0) {
-                        restart_finish(m, GRM_OUTCOME_INTERNAL, "could not run exec-check");
-                        return k;
-                }
-                ctl_connection_progress(c, "check", "running exec-check %s", r->config.exec_check[0]);
-                return 0;
-        }
-        restart_spawn(m);
-        return 0;
 }
 
-void restart_stop(Manager *m) {
-        m->stopping = true;
-        (void) sd_notify(false, "STOPPING=1");
-        m->respawn_timer = sd_event_source_disable_unref(m->respawn_timer);
-        if (m->restart && m->restart->gen && m->restart->gen->state == GEN_STARTING)
-                restart_on_failed(m, m->restart->gen, GRM_OUTCOME_FAILED, "cancelled: grmd is stopping");
-        else if (m->restart)
-                restart_finish(m, GRM_OUTCOME_BUSY, "cancelled: grmd is stopping");
-        for (Generation *g = m->generations; g; g = g->next)
-                if (g->state == GEN_WORKING || g->state == GEN_DRAINING)
-                        generation_start_drain(m, g, GEN_EVENT_STOP);
-        /* Once the working generation drains, nothing takes new flows: they stay with it. */
-        manager_state_changed(m);
-        manager_maybe_exit(m);
+static void default_progress(CtlConnection *c, const char *step, const char *message) {
+        ctl_connection_progress(c, step, "%s", message);
 }
 
-void restart_abandon(Manager *m) {
-        if (!m->restart)
-                return;
-        ctl_connection_detach_restart(m->restart->requester);
-        restart_free(m->restart);
-        m->restart = NULL;
-}
-
-void restart_adopt_flip(Manager *m, Generation *g) {
-        g->state = GEN_WORKING;
-        g->ready_usec = g->ready_seen_usec = g->flipped_usec = now_usec();
-        (void) generation_set_timer(g, USEC_INFINITY);
-        for (Generation *o = m->generations; o; o = o->next)
-                if (o != g && o->state == GEN_WORKING)
-                        generation_start_drain(m, o, GEN_EVENT_SUPERSEDED);
-        m->working = g;
-}
-
-int restart_adopt(Manager *m, Generation *g) {
-        Restart *r;
-
-        if (m->restart)
-                return -EBUSY;
-        r = calloc(1, sizeof(*r));
-        if (!r)
-                return -ENOMEM;
-        r->check_pidfd = -EBADF;
-        r->automatic = true;
-        r->started_usec = g->spawned_usec;
-        r->start_timeout_usec = m->config.start_timeout_usec;
-        config_init(&r->config);
-        r->gen = g;
-        m->restart = r;
-        return 0;
-}
+const RestartOps restart_ops_default = {
+        .now = default_now,
+        .spawn = default_spawn,
+        .set_working = default_set_working,
+        .set_settings = default_set_settings,
+        .signal = generation_signal,
+        .kill_group = default_kill_group,
+        .release_slot = generation_release_slot,
+        .set_timer = generation_set_timer,
+        .arm_respawn = default_arm_respawn,
+        .start_check = default_start_check,
+        .discard_queued = default_discard_queued,
+        .progress = default_progress,
+        .result = ctl_connection_result,
+};

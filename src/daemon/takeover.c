@@ -85,7 +85,7 @@ static int restore_generations(Manager *m, Snapshot *s) {
                 if (g->state == GEN_WORKING)
                         m->working = g;
                 else if (g->state == GEN_STARTING)
-                        (void) generation_set_timer(g, g->spawned_usec + m->config.start_timeout_usec);
+                        (void) generation_set_timer(g, usec_add(g->spawned_usec, m->config.start_timeout_usec));
                 else if (g->state == GEN_DRAINING && g->drain_deadline_usec != USEC_INFINITY)
                         (void) generation_set_timer(g, g->drain_deadline_usec);
         }
@@ -101,6 +101,7 @@ static int restore_generations(Manager *m, Snapshot *s) {
                         restart_adopt_flip(m, g);
                         break;
                 }
+        restart_adopt_standby(m);
         if (m->working && m->working->slot != working_slot)
                 /* The other way round cannot happen (the snapshot follows the map update), but the
                  * map must name the working generation whatever happened. */

@@ -723,6 +723,7 @@ void config_init(Config *c) {
                 .flow_timeout_usec = UINT64_MAX,
                 .start_timeout_usec = UINT64_MAX,
                 .drain_timeout_usec = UINT64_MAX,
+                .settle_usec = UINT64_MAX,
                 .intercept_bind = -1,
         };
 }
@@ -800,6 +801,8 @@ int config_merge(Config *dst, const Config *src) {
                 dst->start_timeout_usec = src->start_timeout_usec;
         if (src->drain_timeout_usec != UINT64_MAX)
                 dst->drain_timeout_usec = src->drain_timeout_usec;
+        if (src->settle_usec != UINT64_MAX)
+                dst->settle_usec = src->settle_usec;
         if (src->drain_signal != 0)
                 dst->drain_signal = src->drain_signal;
         if (src->intercept_bind >= 0)
@@ -829,6 +832,8 @@ void config_fill_defaults(Config *c) {
                 c->start_timeout_usec = CONFIG_DEFAULT_START_TIMEOUT_USEC;
         if (c->drain_timeout_usec == UINT64_MAX)
                 c->drain_timeout_usec = CONFIG_DEFAULT_DRAIN_TIMEOUT_USEC;
+        if (c->settle_usec == UINT64_MAX)
+                c->settle_usec = CONFIG_DEFAULT_SETTLE_USEC;
         if (c->drain_signal == 0)
                 c->drain_signal = SIGTERM;
         if (c->intercept_bind < 0)
@@ -1156,6 +1161,35 @@ static int config_parse_drain_timeout(Config *c, const char *value, const char *
                              &c->drain_timeout_usec, ret_why);
 }
 
+int parse_settle(const char *value, uint64_t *ret_usec) {
+        uint64_t usec;
+        int r;
+
+        r = parse_sec(value, &usec);
+        if (r < 0)
+                return r;
+        /* 0 is allowed (the old generation drains as soon as the new one is ready); infinity is
+         * not: a restart that never ends would keep every later one busy. */
+        if (usec == USEC_INFINITY || usec > CONFIG_SETTLE_USEC_MAX)
+                return -ERANGE;
+        *ret_usec = usec;
+        return 0;
+}
+
+static int config_parse_settle(Config *c, const char *value, const char **ret_why) {
+        int r = parse_settle(value, &c->settle_usec);
+
+        if (r == -ERANGE) {
+                *ret_why = "must be finite and at most 1h";
+                return -EINVAL;
+        }
+        if (r < 0) {
+                *ret_why = "expected a time span such as \"1s\" or \"500ms\" (0: no settle time)";
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static int parse_command(const char *value, bool empty_unsets, char ***ret, const char **ret_why) {
         _cleanup_strv_free_ char **argv = NULL;
         int r;
@@ -1277,6 +1311,7 @@ static const struct {
         { "Instance", "StartTimeoutSec",      config_parse_start_timeout },
         { "Instance", "DrainTimeoutSec",      config_parse_drain_timeout },
         { "Instance", "DrainSignal",          config_parse_drain_signal },
+        { "Instance", "SettleSec",            config_parse_settle },
         { "Instance", "InterceptBind",        config_parse_intercept_bind },
         { "Control",  "Socket",               config_parse_control_socket },
         /* systemd's spelling of the same settings (a .socket's ListenDatagram=, ListenStream=, a .service's

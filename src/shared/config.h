@@ -33,6 +33,8 @@
 #define CONFIG_DEFAULT_FLOWS_PER_SOURCE  0U
 #define CONFIG_DEFAULT_START_TIMEOUT_USEC (90ULL * 1000000ULL)
 #define CONFIG_DEFAULT_DRAIN_TIMEOUT_USEC (60ULL * 1000000ULL)
+#define CONFIG_DEFAULT_SETTLE_USEC        (1ULL * 1000000ULL)
+#define CONFIG_SETTLE_USEC_MAX            (3600ULL * 1000000ULL)
 
 /* drain_timeout_usec for "DrainTimeoutSec=infinity" (never kill a draining instance): UINT64_MAX
  * already means "unset", so infinity is the value just below. Deadlines computed from it must
@@ -53,6 +55,7 @@ typedef struct Config {
         int quic_config_id;             /* QuicConfigId=, 0..6; -1 = unset */
         uint64_t start_timeout_usec;    /* UINT64_MAX = unset */
         uint64_t drain_timeout_usec;    /* UINT64_MAX = unset */
+        uint64_t settle_usec;           /* SettleSec=, 0 allowed (no settle time); UINT64_MAX = unset */
         int drain_signal;               /* 0 = unset */
         char **exec_check;              /* argv; NULL = unset */
         char *user;                     /* NULL = unset (run as grmd's own user) */
@@ -109,6 +112,10 @@ const char *signal_to_name(int sig);
 /* Time span: "60" (seconds), "1.5", "500ms", "2s", "3min", "1h", "250us", combinations such as
  * "1min 30s", and "infinity". -EINVAL on anything else, -ERANGE on overflow. */
 int parse_sec(const char *s, uint64_t *ret_usec);
+
+/* SettleSec=: a time span from 0 up to 1 h (parse_sec() syntax); -ERANGE for infinity or more,
+ * -EINVAL for anything that is not a time span. */
+int parse_settle(const char *s, uint64_t *ret_usec);
 
 /* systemd's booleans: "yes", "true", "on", "1" -> 1; "no", "false", "off", "0" -> 0 (any case);
  * -EINVAL otherwise. */

@@ -5,7 +5,9 @@
  *
  *   starting --ready--> working --superseded/stop--> draining --exited--> exited
  *   starting --failed/exited/stop--> failed
- *   working --exited--> exited (crash: grmd replaces it)
+ *   working --exited--> exited (crash: grmd replaces it, or rolls back to the one standing by)
+ *   working --standby--> standby (a newer one works, settling) --reinstated--> working
+ *                                                                --superseded--> draining
  */
 #pragma once
 
@@ -15,6 +17,8 @@ typedef enum GenState {
         GEN_DRAINING,   /* told to drain; keeps its existing flows until it exits or is killed */
         GEN_EXITED,     /* was ready once; its process is gone */
         GEN_FAILED,     /* never became ready (exited, ERRNO=, timed out, or cancelled) */
+        GEN_STANDBY,    /* was working; a newer one works but has not settled: takes over again
+                         * if that one fails, drains once it settles */
         _GEN_STATE_MAX,
 } GenState;
 
@@ -25,6 +29,8 @@ typedef enum GenEvent {
         GEN_EVENT_FAILED,      /* ERRNO= or start timeout: grmd kills it */
         GEN_EVENT_DEADLINE,    /* drain deadline reached: grmd kills it */
         GEN_EVENT_EXITED,      /* the main process is gone */
+        GEN_EVENT_STANDBY,     /* a newer generation works, on probation (settling) */
+        GEN_EVENT_REINSTATED,  /* the newer one failed while settling: working again */
         _GEN_EVENT_MAX,
 } GenEvent;
 
@@ -36,8 +42,9 @@ typedef enum GenEvent {
  */
 int gen_state_next(GenState s, GenEvent event, GenState *ret);
 
-/* "starting", "working", "draining", "exited", "failed"; NULL if out of range. */
+/* "starting", "working", "draining", "exited", "failed", "standby"; NULL if out of range. */
 const char *gen_state_to_string(GenState s);
 const char *gen_event_to_string(GenEvent e);
-/* Starting, working or draining: the process may still run and its sockets are registered. */
+/* Starting, working, standby or draining: the process may still run and its sockets are
+ * registered. */
 int gen_state_is_live(GenState s);

@@ -24,6 +24,21 @@
 #define NSEC_PER_USEC ((uint64_t) 1000ULL)
 #define USEC_INFINITY ((uint64_t) UINT64_MAX)
 
+/* a + b, saturating at USEC_INFINITY (which either operand may be): a deadline that would not
+ * fit is never. As systemd's usec_add(). */
+static inline uint64_t usec_add(uint64_t a, uint64_t b) {
+        if (a == USEC_INFINITY || b == USEC_INFINITY || a > USEC_INFINITY - b)
+                return USEC_INFINITY;
+        return a + b;
+}
+
+/* a - b, or 0 if b is later; USEC_INFINITY stays infinite. */
+static inline uint64_t usec_sub_unsigned(uint64_t a, uint64_t b) {
+        if (a == USEC_INFINITY)
+                return USEC_INFINITY;
+        return a > b ? a - b : 0;
+}
+
 /* Hand ownership of a pointer or an fd to someone else: returns the value, resets the variable. */
 #define TAKE_PTR(p)                                                                              \
         ({                                                                                       \

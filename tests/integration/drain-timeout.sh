@@ -3,7 +3,8 @@
 # drain deadlines; several generations drain at once, each with its own deadline.
 . "$(dirname "$0")/lib.sh"
 
-start_grmd --listen udp:127.0.0.1:9000 --drain-timeout 1.5 -- "$GRM_ECHO" --ignore-drain
+# --settle-sec 0: deadlines are under test; each restart is done (and its old one drains) at once.
+start_grmd --listen udp:127.0.0.1:9000 --settle-sec 0 --drain-timeout 1.5 -- "$GRM_ECHO" --ignore-drain
 pid1=$(generation_field 1 pid)
 grmctl restart >/dev/null || fail "restart 1 failed"
 sleep 0.5

@@ -9,7 +9,8 @@ TARGET=${TARGET:-127.0.0.1:9000}
 DISSECTOR=${DISSECTOR:-flow}
 RESTARTS=${RESTARTS:-5}
 
-start_grmd --listen "$LISTEN" --dissector "$DISSECTOR" --sockets-per-generation 2 --drain-timeout 20 --receive-buffer 4M \
+# A short settle time keeps the 5 restarts within the load (settle.sh tests the default).
+start_grmd --listen "$LISTEN" --dissector "$DISSECTOR" --settle-sec 0.3 --sockets-per-generation 2 --drain-timeout 20 --receive-buffer 4M \
         -- "$GRM_ECHO" --idle-exit 0.5
 
 # Distinct source ports for every flow of the run (and for each probe below): a reused port

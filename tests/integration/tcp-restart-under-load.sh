@@ -19,7 +19,9 @@ args=()
 [ -n "$UDP_LISTEN" ] && args+=(--listen "$UDP_LISTEN")
 args+=(--listen "$LISTEN")
 [ -n "$RUN_AS" ] && args+=(--user "$RUN_AS")
-start_grmd "${args[@]}" --sockets-per-generation 2 --drain-timeout 20 --receive-buffer 4M \
+# --settle-sec 0: the old listeners close right after each flip, with connections queued on them,
+# which is the migration under test (with a settle time they would have been accepted already).
+start_grmd "${args[@]}" --settle-sec 0 --sockets-per-generation 2 --drain-timeout 20 --receive-buffer 4M \
         -- "$GRM_ECHO" --idle-exit 0.5 --accept-every 0.05
 
 # The socket order of every instance is the order of the addresses (UDP first here).

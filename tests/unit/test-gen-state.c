@@ -25,6 +25,8 @@ static const struct {
         { GEN_STARTING, GEN_EVENT_FAILED,     GEN_FAILED },
         { GEN_STARTING, GEN_EVENT_DEADLINE,   BAD },
         { GEN_STARTING, GEN_EVENT_EXITED,     GEN_FAILED },
+        { GEN_STARTING, GEN_EVENT_STANDBY,    BAD },
+        { GEN_STARTING, GEN_EVENT_REINSTATED, BAD },
 
         { GEN_WORKING,  GEN_EVENT_READY,      GEN_WORKING },
         { GEN_WORKING,  GEN_EVENT_SUPERSEDED, GEN_DRAINING },
@@ -32,6 +34,8 @@ static const struct {
         { GEN_WORKING,  GEN_EVENT_FAILED,     BAD },
         { GEN_WORKING,  GEN_EVENT_DEADLINE,   BAD },
         { GEN_WORKING,  GEN_EVENT_EXITED,     GEN_EXITED },
+        { GEN_WORKING,  GEN_EVENT_STANDBY,    GEN_STANDBY },
+        { GEN_WORKING,  GEN_EVENT_REINSTATED, BAD },
 
         { GEN_DRAINING, GEN_EVENT_READY,      GEN_DRAINING },
         { GEN_DRAINING, GEN_EVENT_SUPERSEDED, GEN_DRAINING },
@@ -39,6 +43,8 @@ static const struct {
         { GEN_DRAINING, GEN_EVENT_FAILED,     BAD },
         { GEN_DRAINING, GEN_EVENT_DEADLINE,   GEN_DRAINING },
         { GEN_DRAINING, GEN_EVENT_EXITED,     GEN_EXITED },
+        { GEN_DRAINING, GEN_EVENT_STANDBY,    BAD },
+        { GEN_DRAINING, GEN_EVENT_REINSTATED, BAD },
 
         { GEN_EXITED,   GEN_EVENT_READY,      BAD },
         { GEN_EXITED,   GEN_EVENT_SUPERSEDED, BAD },
@@ -46,6 +52,8 @@ static const struct {
         { GEN_EXITED,   GEN_EVENT_FAILED,     BAD },
         { GEN_EXITED,   GEN_EVENT_DEADLINE,   BAD },
         { GEN_EXITED,   GEN_EVENT_EXITED,     BAD },
+        { GEN_EXITED,   GEN_EVENT_STANDBY,    BAD },
+        { GEN_EXITED,   GEN_EVENT_REINSTATED, BAD },
 
         { GEN_FAILED,   GEN_EVENT_READY,      BAD },
         { GEN_FAILED,   GEN_EVENT_SUPERSEDED, BAD },
@@ -53,6 +61,17 @@ static const struct {
         { GEN_FAILED,   GEN_EVENT_FAILED,     BAD },
         { GEN_FAILED,   GEN_EVENT_DEADLINE,   BAD },
         { GEN_FAILED,   GEN_EVENT_EXITED,     GEN_FAILED },
+        { GEN_FAILED,   GEN_EVENT_STANDBY,    BAD },
+        { GEN_FAILED,   GEN_EVENT_REINSTATED, BAD },
+
+        { GEN_STANDBY,  GEN_EVENT_READY,      GEN_STANDBY },
+        { GEN_STANDBY,  GEN_EVENT_SUPERSEDED, GEN_DRAINING },
+        { GEN_STANDBY,  GEN_EVENT_STOP,       GEN_DRAINING },
+        { GEN_STANDBY,  GEN_EVENT_FAILED,     BAD },
+        { GEN_STANDBY,  GEN_EVENT_DEADLINE,   BAD },
+        { GEN_STANDBY,  GEN_EVENT_EXITED,     GEN_EXITED },
+        { GEN_STANDBY,  GEN_EVENT_STANDBY,    GEN_STANDBY },
+        { GEN_STANDBY,  GEN_EVENT_REINSTATED, GEN_WORKING },
 };
 
 START_TEST(test_next_table) {
@@ -111,6 +130,17 @@ START_TEST(test_next_lifecycle) {
         ck_assert_int_eq(s, GEN_EXITED);
         ck_assert(!gen_state_is_live(s));
 
+        /* settle: stands by, takes over again, or drains once the newer one settled */
+        s = GEN_WORKING;
+        ck_assert_int_eq(gen_state_next(s, GEN_EVENT_STANDBY, &s), 0);
+        ck_assert_int_eq(s, GEN_STANDBY);
+        ck_assert(gen_state_is_live(s));
+        ck_assert_int_eq(gen_state_next(s, GEN_EVENT_REINSTATED, &s), 0);
+        ck_assert_int_eq(s, GEN_WORKING);
+        ck_assert_int_eq(gen_state_next(s, GEN_EVENT_STANDBY, &s), 0);
+        ck_assert_int_eq(gen_state_next(s, GEN_EVENT_SUPERSEDED, &s), 0);
+        ck_assert_int_eq(s, GEN_DRAINING);
+
         s = GEN_STARTING;
         ck_assert_int_eq(gen_state_next(s, GEN_EVENT_FAILED, &s), 0);
         ck_assert_int_eq(s, GEN_FAILED);
@@ -126,6 +156,7 @@ START_TEST(test_state_to_string) {
                 [GEN_DRAINING] = "draining",
                 [GEN_EXITED]   = "exited",
                 [GEN_FAILED]   = "failed",
+                [GEN_STANDBY]  = "standby",
         };
 
         ck_assert_uint_eq(ELEMENTSOF(names), _GEN_STATE_MAX);
@@ -144,6 +175,8 @@ START_TEST(test_event_to_string) {
                 [GEN_EVENT_FAILED]     = "failed",
                 [GEN_EVENT_DEADLINE]   = "deadline",
                 [GEN_EVENT_EXITED]     = "exited",
+                [GEN_EVENT_STANDBY]    = "standby",
+                [GEN_EVENT_REINSTATED] = "reinstated",
         };
 
         ck_assert_uint_eq(ELEMENTSOF(names), _GEN_EVENT_MAX);
@@ -158,6 +191,7 @@ START_TEST(test_is_live) {
         ck_assert(gen_state_is_live(GEN_STARTING));
         ck_assert(gen_state_is_live(GEN_WORKING));
         ck_assert(gen_state_is_live(GEN_DRAINING));
+        ck_assert(gen_state_is_live(GEN_STANDBY));
         ck_assert(!gen_state_is_live(GEN_EXITED));
         ck_assert(!gen_state_is_live(GEN_FAILED));
         ck_assert(!gen_state_is_live(_GEN_STATE_MAX));
