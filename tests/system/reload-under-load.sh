@@ -11,6 +11,8 @@ RATE=5000
 start_service
 grmd_pid=$(unit_prop "$UNIT" MainPID)
 set_conf DrainTimeoutSec 20
+# Many reloads, not the settle time, are under test (integration/settle tests the default).
+set_conf SettleSec 0.3
 
 step "$RELOADS reloads under $RATE packets/s over $FLOWS flows (each replaced after 1 s)"
 start_load /run/load.json "$FLOWS" "$RATE" $((RELOADS * 2 + 2)) --flow-lifetime 1

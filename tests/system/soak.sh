@@ -7,6 +7,8 @@
 
 start_service
 set_conf DrainTimeoutSec 20
+# Many reloads, not the settle time, are under test (integration/settle tests the default).
+set_conf SettleSec 0.3
 
 events="reload kill reload reexec reload reload kill reload reload reexec reload reload kill reload reload"
 duration=$(( $(wc -w <<<"$events") * 2 + 4 ))

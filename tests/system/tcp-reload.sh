@@ -44,6 +44,8 @@ ok "4 groups (UDP and TCP on both addresses), LISTEN_FDS=4 LISTEN_FDNAMES=echo:e
 
 step "$RELOADS reloads under UDP and TCP load"
 set_conf DrainTimeoutSec 20
+# Reloads within the load, not the settle time, are under test (integration/settle tests it).
+set_conf SettleSec 0.3
 start_load /run/udp.json 100 3000 $((RELOADS * 2 + 2)) --flow-lifetime 1
 udp_pid=$LOAD_PID
 grm-load --tcp --json -q -r 300 -L 20 -i 0.1 -d $((RELOADS * 2 + 2)) "$TARGET" >/run/tcp.json 2>/run/tcp.err &

@@ -843,6 +843,34 @@ START_TEST(test_parse_boolean) {
 END_TEST
 
 /* InterceptBind= is a boolean of [Instance]; "no" is set (merged over a "yes"), not unset. */
+START_TEST(test_parse_string_settle) {
+        _cleanup_(config_done) Config c, d;
+        uint64_t usec = 0;
+
+        config_init(&c);
+        config_init(&d);
+        ck_assert_uint_eq(c.settle_usec, UINT64_MAX); /* unset */
+        config_fill_defaults(&c);
+        ck_assert_uint_eq(c.settle_usec, CONFIG_DEFAULT_SETTLE_USEC);
+        ck_assert_uint_ge(CONFIG_DEFAULT_SETTLE_USEC, USEC_PER_SEC);
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nSettleSec=0\n"), "a", &d, NULL), 0);
+        ck_assert_uint_eq(d.settle_usec, 0); /* 0 is a value, not "unset" */
+        ck_assert_int_eq(config_merge(&c, &d), 0);
+        ck_assert_uint_eq(c.settle_usec, 0);
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nSettleSec=1500ms\n"), "b", &d, NULL), 0);
+        ck_assert_uint_eq(d.settle_usec, 1500 * USEC_PER_MSEC);
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nSettleSec=1h\n"), "c", &d, NULL), 0);
+        ck_assert_uint_eq(d.settle_usec, 3600 * USEC_PER_SEC);
+
+        ck_assert_int_eq(parse_settle("2s", &usec), 0);
+        ck_assert_uint_eq(usec, 2 * USEC_PER_SEC);
+        ck_assert_int_eq(parse_settle("infinity", &usec), -ERANGE);
+        ck_assert_int_eq(parse_settle("1h 1s", &usec), -ERANGE);
+        ck_assert_int_eq(parse_settle("soon", &usec), -EINVAL);
+        ck_assert_uint_eq(usec, 2 * USEC_PER_SEC); /* untouched on error */
+}
+END_TEST
+
 START_TEST(test_parse_string_intercept_bind) {
         _cleanup_(config_done) Config c, d;
         _cleanup_free_ char *error = NULL;
@@ -973,6 +1001,9 @@ static const struct {
         { S("[Instance]\nStartTimeoutSec=5x\n"),        -EINVAL, "Invalid StartTimeoutSec" },
         { S("[Instance]\nDrainTimeoutSec=0\n"),         -EINVAL, "Invalid DrainTimeoutSec=0" },
         { S("[Instance]\nDrainTimeoutSec=-1\n"),        -EINVAL, "Invalid DrainTimeoutSec" },
+        { S("[Instance]\nSettleSec=infinity\n"),        -EINVAL, "must be finite and at most 1h" },
+        { S("[Instance]\nSettleSec=2h\n"),              -EINVAL, "must be finite and at most 1h" },
+        { S("[Instance]\nSettleSec=-1\n"),              -EINVAL, "Invalid SettleSec=-1: expected a time span" },
         { S("[Instance]\nDrainSignal=SIGFOO\n"),        -EINVAL, "Invalid DrainSignal=SIGFOO" },
         { S("[Instance]\nDrainSignal=0\n"),             -EINVAL, "Invalid DrainSignal" },
         { S("[Instance]\nDrainSignal=\n"),              -EINVAL, "Invalid DrainSignal" },
@@ -1585,6 +1616,7 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_parse_string_override);
         tcase_add_test(tc, test_parse_string_systemd_spelling);
         tcase_add_test(tc, test_parse_string_intercept_bind);
+        tcase_add_test(tc, test_parse_string_settle);
         tcase_add_test(tc, test_parse_string_syntax);
         tcase_add_loop_test(tc, test_parse_string_bad, 0, (int) ELEMENTSOF(bad_configs));
         tcase_add_test(tc, test_parse_string_atomic);
