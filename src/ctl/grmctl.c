@@ -628,6 +628,8 @@ static int verb_status(int argc, char *argv[]) {
         printf(", working generation %s, restart %s%s\n", strempty(ctl_record_get(st, "working")),
                strempty(ctl_record_get(st, "restart")),
                streq_ptr(ctl_record_get(st, "stopping"), "yes") ? ", stopping" : "");
+        if (ctl_record_get(st, "not_supervising"))
+                printf("NOT SUPERVISING: %s\n", ctl_record_get(st, "not_supervising"));
         printf("restarts: %s done, %s failed; flow table %s/%s entries\n",
                strempty(ctl_record_get(st, "restarts_done")), strempty(ctl_record_get(st, "restarts_failed")),
                strempty(ctl_record_get(st, "flow_entries")), strempty(ctl_record_get(st, "flow_table_size")));

@@ -212,6 +212,8 @@ static void reply_status(CtlConnection *c) {
         ctl_writer_add_u64(&w, "working", m->working ? m->working->gen : 0);
         ctl_writer_add(&w, "restart", !m->restart ? "idle" : m->restart->previous ? "settling" : "in-progress");
         ctl_writer_add(&w, "stopping", m->stopping ? "yes" : "no");
+        if (m->held_reason)
+                ctl_writer_add(&w, "not_supervising", m->held_reason);
         ctl_writer_add_u64(&w, "restarts_done", m->restarts_done);
         ctl_writer_add_u64(&w, "restarts_failed", m->restarts_failed);
         ctl_writer_add_u64(&w, "flip_latency_usec", m->last_flip_latency_usec);

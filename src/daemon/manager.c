@@ -64,6 +64,7 @@ Manager *manager_free(Manager *m) {
         config_done(&m->cli);
         config_done(&m->config);
         free(m->config_path);
+        free(m->held_reason);
         sd_event_unref(m->event);
         free(m);
         return NULL;
@@ -128,7 +129,9 @@ static void update_status(Manager *m) {
                 if (n > 0)
                         len += (size_t) n;
         }
-        if (len == 0)
+        if (m->held_reason)
+                snprintf(buf, sizeof(buf), "not supervising: %s", m->held_reason);
+        else if (len == 0)
                 snprintf(buf, sizeof(buf), "no generation running");
         (void) sd_notifyf(false, "STATUS=%s", buf);
         if (counting && !m->status_timer && getenv("NOTIFY_SOCKET"))
@@ -183,7 +186,8 @@ void manager_log_event(int level, const char *message_id, const char *event, con
 
 /* Test hook: with GRM_TEST_KILL_FILE=PATH set, grmd SIGKILLs itself at the point of a restart
  * named in that file (and removes the file), so tests show that the next grmd recovers from a
- * crash at exactly that moment. Points: "spawn" (sockets registered, instance not started) and
+ * crash at exactly that moment. Points: "recovered" (start-up: the vaults read, nothing taken
+ * over yet), "spawn" (sockets registered, instance not started) and
  * "flip" (working generation moved in the map, older ones not yet told to drain). */
 void test_kill_point(const char *name) {
         const char *path = getenv("GRM_TEST_KILL_FILE");
@@ -254,7 +258,9 @@ void manager_clear_fd_store(Manager *m) {
                 return;
         (void) sd_notify(false, "FDSTOREREMOVE=1\nFDNAME=" NOTIFY_FDNAME);
         (void) sd_notify(false, "FDSTOREREMOVE=1\nFDNAME=" LISTEN_FDNAME);
-        vault_close(m, true);
+        /* Refusing a takeover, the vault holds the only copy of the snapshot this grmd could not
+         * adopt: it stays for one that can. */
+        vault_close(m, !m->held_reason);
 }
 
 void manager_release_groups(Manager *m) {

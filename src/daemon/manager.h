@@ -91,6 +91,9 @@ struct Generation {
         Generation *next;                /* Manager.generations, newest first */
 };
 
+/* The snapshot format: 1 had no maps ABI version and no standby state; 2 has both. */
+#define SNAPSHOT_FORMAT_VERSION 2U
+
 typedef struct SnapshotGroup {
         uint64_t index;
         char *address;
@@ -98,7 +101,8 @@ typedef struct SnapshotGroup {
 
 /* A snapshot as read back (snapshot.c): what a previous grmd handed over. */
 typedef struct Snapshot {
-        uint64_t version;
+        uint64_t version;                /* SNAPSHOT_FORMAT_VERSION of the grmd that wrote it */
+        uint64_t maps_abi;               /* GRM_MAPS_ABI_VERSION of its maps; 0: not said (format 1) */
         uint64_t seq;
         uint32_t last_gen;
         unsigned crash_count;
@@ -207,7 +211,8 @@ struct Manager {
         char *vault_name;
         bool vault_stored;
         uint64_t vault_seq;
-        char **old_vaults;               /* names of inherited vaults, removed once ours is stored */
+        char **old_vaults;               /* names of inherited vaults, removed once ours has a snapshot */
+        bool vault_keep_inherited;       /* a snapshot could not be copied: never remove them */
 
         bool verify_started;             /* verify.c */
         bool verify_waiting;             /* probes sent, not all answered yet */
@@ -227,6 +232,7 @@ struct Manager {
         char **argv;
         bool reexec_pending;
 
+        char *held_reason;               /* a snapshot could not be taken over: why (takeover.c) */
         bool stopping;
         uint64_t started_usec;
         uint64_t restarts_done, restarts_failed;
@@ -266,6 +272,7 @@ void test_kill_point(const char *name);
 #define MESSAGE_DRAIN_DEADLINE    "a5b3785c225944ad8e4328da1d09559b"
 #define MESSAGE_STATE_RECOVERED   "427b2480b0a54e4fbae35ece44cd05d1"
 #define MESSAGE_STEERING_FOREIGN  "ec61c24e1d1847ec9052fe841030e812" /* verify.c */
+#define MESSAGE_TAKEOVER_REFUSED  "98fcce0921124caaaa03edcd40debc6a"
 
 /* restart.c */
 /* Starts a restart on behalf of a control connection (NULL: automatic). Replies busy itself. */
@@ -303,6 +310,9 @@ int snapshot_write(Manager *m, uint64_t seq, char **ret_buf, size_t *ret_len, in
                    size_t max_fds, size_t *ret_n_fds);
 /* Parses one snapshot. Takes ownership of all n_fds fds, whatever it returns. */
 int snapshot_read(const void *buf, size_t len, int *fds, size_t n_fds, Snapshot **ret);
+/* Whether this grmd can adopt s (its format and maps ABI versions): 0, or -EPROTONOSUPPORT with
+ * the reason in why. */
+int snapshot_check(const Snapshot *s, char *why, size_t size);
 /* The sequence number of a snapshot, from its first bytes (len of them at head). */
 int snapshot_peek_seq(const char *head, size_t len, uint64_t *ret);
 Snapshot *snapshot_free(Snapshot *s);
@@ -380,8 +390,11 @@ void notify_close(Manager *m);
 /* vault.c */
 int vault_open(Manager *m);
 int vault_save(Manager *m);
-/* The newest snapshot queued on a vault's reading end fd (dequeued), or -ENOENT. */
-int vault_recover(int fd, Snapshot **ret);
+/* Puts our vault in systemd's fd store (once; before vault_take(), so that copies land there). */
+void vault_store(Manager *m);
+/* Moves every snapshot queued on an inherited vault's reading end fd into ours, each copied
+ * before it is dequeued, and returns the newest, or -ENOENT. */
+int vault_take(Manager *m, int fd, Snapshot **ret);
 void vault_close(Manager *m, bool remove_from_store);
 
 /* ctl-server.c */

@@ -487,6 +487,16 @@ int restart_request(Manager *m, CtlConnection *c, uint64_t timeout_usec) {
                         m->restart_ops->result(c, GRM_OUTCOME_BUSY, NULL, "grmd is stopping");
                 return -ESHUTDOWN;
         }
+        if (m->held_reason) {
+                char message[512];
+
+                snprintf(message, sizeof(message),
+                         "not supervising: the previous grmd's instances could not be taken over (%s); nothing changed",
+                         m->held_reason);
+                if (c)
+                        m->restart_ops->result(c, GRM_OUTCOME_REJECTED, NULL, message);
+                return -EPERM;
+        }
         if (m->restart) {
                 if (c)
                         m->restart_ops->result(c, GRM_OUTCOME_BUSY, m->restart->gen,

@@ -5,7 +5,7 @@
  * the bytes and fds, takeover.c acts on what was read.
  *
  * A snapshot is control-protocol records (ctl-protocol.h), one datagram:
- *   grmd version=1 seq=N last_gen=.. crash_count=.. restarts_done=.. restarts_failed=..
+ *   grmd version=2 seq=N maps_abi=A last_gen=.. crash_count=.. restarts_done=.. restarts_failed=..
  *   group index=I address=udp:… name=…
  *   generation generation=.. slot=.. slot_held=0|1 state=.. pid=.. sockets=.. per_group=..
  *              spawned_usec=.. ready_usec=.. ready_seen_usec=.. flipped_usec=..
@@ -15,6 +15,12 @@
  * with fds: the STEERING_N_MAPS maps in steering_map_names order, then one pidfd per live
  * generation (K counts from the first pidfd). The "grmd" record comes first and starts with
  * version and seq, so that the sequence number can be read from a datagram's first bytes.
+ *
+ * version is SNAPSHOT_FORMAT_VERSION (manager.h), maps_abi the steering maps' layout
+ * (GRM_MAPS_ABI_VERSION, bpf/steer-api.h). A reader takes formats up to its own (older ones
+ * are subsets) and maps of its own ABI only; snapshot_check() says why not. Keys it does not
+ * know are ignored, so a later format may add keys without a new version; a change of meaning
+ * needs one.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -37,6 +43,17 @@ static uint64_t record_u64(const CtlRecord *r, const char *key) {
         return v;
 }
 
+/* Test hook: GRM_TEST_SNAPSHOT_VERSION=N makes grmd write format N, so that a test can show what
+ * the next grmd does with a snapshot it cannot read (tests/integration/takeover-refused.sh). */
+static uint64_t snapshot_format_version(void) {
+        const char *e = getenv("GRM_TEST_SNAPSHOT_VERSION");
+        uint64_t v;
+
+        if (e && parse_unsigned(e, 0, UINT32_MAX, &v) == 0)
+                return v;
+        return SNAPSHOT_FORMAT_VERSION;
+}
+
 int snapshot_write(Manager *m, uint64_t seq, char **ret_buf, size_t *ret_len, int *fds,
                    size_t max_fds, size_t *ret_n_fds) {
         int map_fds[STEERING_N_MAPS];
@@ -55,8 +72,9 @@ int snapshot_write(Manager *m, uint64_t seq, char **ret_buf, size_t *ret_len, in
 
         ctl_writer_init(&w);
         ctl_writer_record(&w, "grmd");
-        ctl_writer_add_u64(&w, "version", GRM_CTL_PROTOCOL_VERSION);
+        ctl_writer_add_u64(&w, "version", snapshot_format_version());
         ctl_writer_add_u64(&w, "seq", seq);
+        ctl_writer_add_u64(&w, "maps_abi", GRM_MAPS_ABI_VERSION);
         ctl_writer_add_u64(&w, "last_gen", m->last_gen);
         ctl_writer_add_u64(&w, "crash_count", m->crash_count);
         ctl_writer_add_u64(&w, "restarts_done", m->restarts_done);
@@ -116,6 +134,22 @@ int snapshot_peek_seq(const char *head, size_t len, uint64_t *ret) {
         p = strstr(buf, " seq=");
         if (!p || sscanf(p + 5, "%" SCNu64, ret) != 1)
                 return -EINVAL;
+        return 0;
+}
+
+int snapshot_check(const Snapshot *s, char *why, size_t size) {
+        if (s->version == 0 || s->version > SNAPSHOT_FORMAT_VERSION) {
+                snprintf(why, size, "its snapshot has format version %" PRIu64 ", this grmd reads 1 to %u (a newer grmd wrote it?)",
+                         s->version, SNAPSHOT_FORMAT_VERSION);
+                return -EPROTONOSUPPORT;
+        }
+        /* Format 1 did not say; the maps themselves carry their ABI version, checked when they
+         * are adopted (steering.c). */
+        if (s->maps_abi != 0 && s->maps_abi != GRM_MAPS_ABI_VERSION) {
+                snprintf(why, size, "its steering maps have ABI version %" PRIu64 ", this grmd's program needs %u",
+                         s->maps_abi, GRM_MAPS_ABI_VERSION);
+                return -EPROTONOSUPPORT;
+        }
         return 0;
 }
 
@@ -212,6 +246,7 @@ int snapshot_read(const void *buf, size_t len, int *fds, size_t n_fds, Snapshot 
                 fds[i] = -EBADF;
         }
         s->version = record_u64(head, "version");
+        s->maps_abi = record_u64(head, "maps_abi");
         s->last_gen = (uint32_t) record_u64(head, "last_gen");
         s->crash_count = (unsigned) record_u64(head, "crash_count");
         s->restarts_done = record_u64(head, "restarts_done");

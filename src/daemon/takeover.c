@@ -117,11 +117,45 @@ static int restore_generations(Manager *m, Snapshot *s) {
         return (int) live;
 }
 
-/* Kills the instances of a snapshot that cannot be taken over. */
-static void abandon_snapshot(Snapshot *s) {
-        for (Generation *g = s->generations; g; g = g->next)
-                if (g->pidfd >= 0 && gen_state_is_live(g->state))
-                        (void) pidfd_send_signal(g->pidfd, SIGKILL, NULL, 0);
+/* A snapshot this grmd cannot adopt (issue 8, item 8): the safest thing is to touch nothing.
+ * Its instances keep serving and draining with the steering program and maps they have (the
+ * program stays attached to the groups and holds the maps); they are never killed. This grmd
+ * attaches no program, starts no generation of its own on their sockets, answers status and
+ * refuses restarts with the reason, and keeps the snapshot (its copy in our vault) in the fd
+ * store for a grmd that can take it over. */
+static int hold(Manager *m, Snapshot *s, const char *reason, int notify_fd) {
+        char pids[256] = "";
+        size_t len = 0;
+        int r;
+
+        for (Generation *g = s->generations; g && len < sizeof(pids) - 16; g = g->next)
+                if (gen_state_is_live(g->state)) {
+                        int n = snprintf(pids + len, sizeof(pids) - len, "%s%d", len ? ", " : "", (int) g->pid);
+                        if (n > 0)
+                                len += (size_t) n;
+                }
+        snapshot_free(s);
+        m->held_reason = strdup(reason);
+        if (!m->held_reason)
+                return log_error_errno(ENOMEM, "Out of memory.");
+        manager_log_event(LOG_ERR, MESSAGE_TAKEOVER_REFUSED, "takeover-refused", NULL, NULL,
+                          "Cannot take over the previous grmd's instances (pids %s): %s. They keep serving and "
+                          "draining as they are; this grmd starts nothing on their sockets and refuses restarts. "
+                          "Stop the service to start afresh, or run a grmd that can take them over.",
+                          len ? pids : "none", reason);
+
+        r = notify_open(m, notify_fd);
+        if (r >= 0)
+                r = ctl_server_open(m);
+        if (r < 0)
+                return r;
+        r = manager_watch_stop_signals(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch SIGTERM/SIGINT: %m");
+        /* Up, degraded: systemd must not kill grmd for a missing READY=1 and go round again. */
+        (void) sd_notify(false, "READY=1");
+        manager_state_changed(m);
+        return 0;
 }
 
 static int store_listen_socket(Group *g) {
@@ -154,6 +188,14 @@ int takeover_startup(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up steering: %m");
 
+        /* Our vault first, in the fd store before anything is taken off an inherited one: the
+         * snapshots move into it copy first, so that the store holds them at every moment, even
+         * if this grmd dies before it has taken over (issue 8, item 6). */
+        r = vault_open(m);
+        if (r < 0)
+                return r;
+        vault_store(m);
+
         /* From systemd (or from ourselves before an exec): the .socket unit's sockets, and from
          * the fd store our own: vaults, the notify socket, --listen sockets. */
         n = sd_listen_fds_with_names(true, &names);
@@ -172,7 +214,7 @@ int takeover_startup(Manager *m) {
 
                 if (has_prefix(name, VAULT_PREFIX)) {
                         Snapshot *v = NULL;
-                        if (vault_recover(fd, &v) >= 0) {
+                        if (vault_take(m, fd, &v) >= 0) {
                                 if (!snapshot || v->seq > snapshot->seq) {
                                         snapshot_free(snapshot);
                                         snapshot = v;
@@ -203,6 +245,8 @@ int takeover_startup(Manager *m) {
                 m->groups[m->n_groups].stored = from_listen;
                 m->n_groups++;
         }
+        /* Test hook: the vaults have been read, nothing of ours is stored yet but the copies. */
+        test_kill_point("recovered");
         for (size_t i = 0; i < n_listen; i++) {
                 bool have = false;
 
@@ -223,28 +267,33 @@ int takeover_startup(Manager *m) {
         if (m->n_groups == 0)
                 return log_error_errno(EINVAL, "No sockets: run from a .socket unit or give --listen udp:ADDR:PORT (or tcp:ADDR:PORT).");
 
-        if (snapshot && !snapshot_groups_match(m, snapshot)) {
-                log_error("The sockets changed since the previous grmd; its instances cannot be taken over and are stopped.");
-                abandon_snapshot(snapshot);
-                snapshot_free(snapshot);
-                snapshot = NULL;
-        }
         if (snapshot) {
+                char why[256];
+
+                if (snapshot_check(snapshot, why, sizeof(why)) < 0)
+                        return hold(m, snapshot, why, notify_fd);
+                if (!snapshot_groups_match(m, snapshot))
+                        return hold(m, snapshot, "the sockets changed since the previous grmd (other addresses, or another order)",
+                                    notify_fd);
                 r = steering_adopt_maps(m->steering, snapshot->map_fds);
                 if (r < 0) {
-                        log_error_errno(r, "Failed to take over the steering maps: %m");
-                        abandon_snapshot(snapshot);
-                        snapshot_free(snapshot);
-                        snapshot = NULL;
+                        snprintf(why, sizeof(why), "its steering maps cannot be taken over: %s", strerror(-r));
+                        return hold(m, snapshot, why, notify_fd);
                 }
         }
 
         for (unsigned i = 0; i < m->n_groups; i++) {
                 m->groups[i].index = i;
                 r = steering_add_group(m->steering, m->groups[i].fd, &m->groups[i].index);
+                if (r < 0 && snapshot && i == 0) {
+                        /* The adopted maps are checked here (their layout, their ABI version); the
+                         * old program is still attached everywhere. */
+                        char why[256];
+
+                        snprintf(why, sizeof(why), "its steering maps do not fit this grmd's program: %s", strerror(-r));
+                        return hold(m, snapshot, why, notify_fd);
+                }
                 if (r < 0) {
-                        if (snapshot)
-                                abandon_snapshot(snapshot);
                         snapshot_free(snapshot);
                         return log_error_errno(r, "Failed to attach the steering program to %s: %m",
                                                m->groups[i].address);
@@ -262,8 +311,6 @@ int takeover_startup(Manager *m) {
         r = notify_open(m, notify_fd);
         if (r >= 0)
                 r = ctl_server_open(m);
-        if (r >= 0)
-                r = vault_open(m);
         if (r < 0) {
                 snapshot_free(snapshot);
                 return r;

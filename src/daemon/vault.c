@@ -44,20 +44,26 @@ int vault_open(Manager *m) {
         return 0;
 }
 
-/* Puts the vault in systemd's fd store, then removes the vaults of earlier grmds. */
-static void vault_store(Manager *m) {
+/* Puts the vault in systemd's fd store (once). */
+void vault_store(Manager *m) {
         _cleanup_free_ char *msg = NULL;
 
-        if (m->vault_stored || !getenv("NOTIFY_SOCKET"))
+        if (m->vault_stored || m->vault_r < 0 || !getenv("NOTIFY_SOCKET"))
                 return;
         if (asprintf(&msg, "FDSTORE=1\nFDNAME=%s", m->vault_name) < 0)
                 return;
-        if (sd_pid_notify_with_fds(0, false, msg, &m->vault_r, 1) <= 0) {
+        if (sd_pid_notify_with_fds(0, false, msg, &m->vault_r, 1) <= 0)
                 log_warning("Could not put the state vault in systemd's fd store (FileDescriptorStoreMax= unset?): a crash of grmd will not be recoverable.");
-                m->vault_stored = true; /* do not retry on every change */
+        m->vault_stored = true; /* do not retry on every change */
+}
+
+/* Removes the vaults of earlier grmds from the fd store: only once ours holds a snapshot of our
+ * own, which supersedes theirs (the copies vault_take() made are dropped by then too). */
+static void vault_forget_inherited(Manager *m) {
+        _cleanup_free_ char *msg = NULL;
+
+        if (!getenv("NOTIFY_SOCKET") || m->vault_keep_inherited)
                 return;
-        }
-        m->vault_stored = true;
         for (char **name = m->old_vaults; name && *name; name++) {
                 free(msg);
                 msg = NULL;
@@ -126,49 +132,106 @@ int vault_save(Manager *m) {
                                 close_fds((int *) CMSG_DATA(oc), (oc->cmsg_len - CMSG_LEN(0)) / sizeof(int));
         }
         vault_store(m);
+        vault_forget_inherited(m);
         return 0;
 }
 
-/* Reads every snapshot queued on fd and keeps the newest. */
-int vault_recover(int fd, Snapshot **ret) {
+/* Receives the datagram at the head of fd's queue (MSG_PEEK: it stays queued, the fds are
+ * duplicated) into buf, and its fds into fds. Returns its length, or -errno (-EAGAIN: empty). */
+static ssize_t receive_snapshot(int fd, int flags, char *buf, size_t size, int *fds, size_t *ret_n_fds,
+                                bool *ret_truncated) {
+        union {
+                struct cmsghdr align;
+                char space[CMSG_SPACE(sizeof(int) * VAULT_MAX_FDS)];
+        } control;
+        struct iovec iov = { buf, size };
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = sizeof(control),
+        };
+        size_t n_fds = 0;
+        ssize_t n;
+
+        n = recvmsg(fd, &mh, flags | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0)
+                return negative_errno();
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+                        if (n_fds + k > VAULT_MAX_FDS) {
+                                close_fds((int *) CMSG_DATA(c), k);
+                                continue;
+                        }
+                        memcpy(fds + n_fds, CMSG_DATA(c), sizeof(int) * k);
+                        n_fds += k;
+                }
+        *ret_n_fds = n_fds;
+        *ret_truncated = (size_t) n >= size || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC));
+        return n;
+}
+
+/* Sends a copy of a snapshot (its bytes and fds) into our vault. */
+static int copy_snapshot(Manager *m, const char *buf, size_t len, const int *fds, size_t n_fds) {
+        union {
+                struct cmsghdr align;
+                char space[CMSG_SPACE(sizeof(int) * VAULT_MAX_FDS)];
+        } control = {};
+        struct iovec iov = { (void *) buf, len };
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+        };
+
+        if (n_fds > 0) {
+                struct cmsghdr *c;
+
+                mh.msg_control = &control;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        }
+        if (sendmsg(m->vault_w, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+                return negative_errno();
+        return 0;
+}
+
+int vault_take(Manager *m, int fd, Snapshot **ret) {
         _cleanup_free_ char *buf = malloc(GRM_CTL_MESSAGE_MAX + 1);
         Snapshot *best = NULL;
 
         if (!buf)
                 return -ENOMEM;
         for (;;) {
-                union {
-                        struct cmsghdr align;
-                        char space[CMSG_SPACE(sizeof(int) * VAULT_MAX_FDS)];
-                } control;
-                struct iovec iov = { buf, GRM_CTL_MESSAGE_MAX + 1 };
-                struct msghdr mh = {
-                        .msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = &control,
-                        .msg_controllen = sizeof(control),
-                };
-                int fds[VAULT_MAX_FDS];
-                size_t n_fds = 0;
+                int fds[VAULT_MAX_FDS], dropped[VAULT_MAX_FDS];
+                size_t n_fds = 0, n_dropped = 0;
+                bool truncated, dropped_truncated;
                 Snapshot *s = NULL;
                 ssize_t n;
+                int r;
 
-                n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                n = receive_snapshot(fd, MSG_PEEK, buf, GRM_CTL_MESSAGE_MAX + 1, fds, &n_fds, &truncated);
                 if (n < 0)
                         break;
-                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-                                if (n_fds + k > VAULT_MAX_FDS) {
-                                        close_fds((int *) CMSG_DATA(c), k);
-                                        continue;
-                                }
-                                memcpy(fds + n_fds, CMSG_DATA(c), sizeof(int) * k);
-                                n_fds += k;
+                /* Copy first, dequeue after: at every moment one of the two vaults in the fd store
+                 * holds this snapshot. If the copy cannot be made, the rest stays where it is. */
+                if (!truncated && m->vault_w >= 0) {
+                        r = copy_snapshot(m, buf, (size_t) n, fds, n_fds);
+                        if (r < 0) {
+                                log_warning_errno(r, "Failed to copy a snapshot into the new vault, leaving it in the old one: %m");
+                                close_fds(fds, n_fds);
+                                m->vault_keep_inherited = true;
+                                break;
                         }
-
-                if ((size_t) n > GRM_CTL_MESSAGE_MAX || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+                }
+                if (receive_snapshot(fd, 0, NULL, 0, dropped, &n_dropped, &dropped_truncated) >= 0)
+                        close_fds(dropped, n_dropped);
+                if (truncated) {
                         close_fds(fds, n_fds);
                         continue;
                 }
