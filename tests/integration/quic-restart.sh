@@ -26,7 +26,8 @@ RAMP=3
 PORT=9443
 
 # All clients share 127.0.0.1: no per-source quota (the run makes about 4,000 flows from it).
-start_grmd --listen "udp:127.0.0.1:$PORT" --dissector "$DISSECTOR" --sockets-per-generation 2 --drain-timeout 60 \
+# A short settle time keeps the restarts within the load (integration/settle tests the default).
+start_grmd --listen "udp:127.0.0.1:$PORT" --dissector "$DISSECTOR" --settle-sec 0.2 --sockets-per-generation 2 --drain-timeout 60 \
         --receive-buffer 4M --flows-per-source 0 -- "$GRM_QUIC_ECHO" --idle-exit 0.5
 
 # The server IDs grmd gave each generation, from the instance's own environment.
