@@ -84,7 +84,7 @@ static void check_ranges(const Config *c) {
 
         check(n <= CONFIG_LISTEN_MAX, "%zu listen addresses", n);
         for (size_t i = 0; i < n; i++)
-                check(strncmp(c->listen[i], "udp:", 4) == 0 &&
+                check((strncmp(c->listen[i], "udp:", 4) == 0 || strncmp(c->listen[i], "tcp:", 4) == 0) &&
                       parse_listen_address(c->listen[i], NULL, NULL, NULL) == 0,
                       "listen address \"%s\" stored", c->listen[i]);
         if (c->sockets_per_generation != 0)
