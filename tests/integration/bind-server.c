@@ -38,11 +38,12 @@ typedef struct Spec {
         socklen_t sa_len;
         int fd;
         int error;
+        int rebind_error;               /* --close-rebind: errno of the second bind, 0 if it worked */
 } Spec;
 
 static Spec specs[MAX_SPECS];
 static unsigned n_specs;
-static bool arg_reuseport, arg_threads, arg_pktinfo, arg_nonblock, arg_exit_on_error, arg_cloexec;
+static bool arg_reuseport, arg_threads, arg_pktinfo, arg_nonblock, arg_exit_on_error, arg_cloexec, arg_rebind;
 static int arg_v6only = -1, arg_rcvbuf, arg_tos;
 static double arg_idle_exit = 0.3;
 static const char *arg_report;
@@ -141,6 +142,18 @@ static void open_and_bind(Spec *s) {
                 close(fd);
                 return;
         }
+        if (arg_rebind) {
+                /* Close the bound socket and bind a fresh one to the same address. */
+                close(fd);
+                fd = socket(s->sa.ss_family, s->type | SOCK_CLOEXEC, 0);
+                if (fd < 0 || bind(fd, (struct sockaddr *) &s->sa, s->sa_len) < 0) {
+                        s->rebind_error = errno;
+                        s->error = errno;
+                        if (fd >= 0)
+                                close(fd);
+                        return;
+                }
+        }
         if (s->type == SOCK_STREAM && listen(fd, 64) < 0) {
                 s->error = errno;
                 close(fd);
@@ -163,8 +176,8 @@ static void report(FILE *f, const Spec *s) {
         socklen_t clen = sizeof(cookie);
         int fd = s->fd;
 
-        fprintf(f, "{\"spec\":\"%s\",\"ok\":%s,\"errno\":%d,\"error\":\"%s\"", s->text, fd >= 0 ? "true" : "false",
-                s->error, s->error ? strerror(s->error) : "");
+        fprintf(f, "{\"spec\":\"%s\",\"ok\":%s,\"errno\":%d,\"error\":\"%s\",\"rebind_errno\":%d", s->text,
+                fd >= 0 ? "true" : "false", s->error, s->error ? strerror(s->error) : "", s->rebind_error);
         if (fd >= 0 && getsockname(fd, (struct sockaddr *) &sa, &len) == 0) {
                 if (sa.ss_family == AF_INET) {
                         inet_ntop(AF_INET, &((struct sockaddr_in *) &sa)->sin_addr, host, sizeof(host));
@@ -265,6 +278,8 @@ int main(int argc, char *argv[]) {
                         arg_nonblock = true;
                 else if (!strcmp(argv[i], "--cloexec"))
                         arg_cloexec = true;
+                else if (!strcmp(argv[i], "--close-rebind"))
+                        arg_rebind = true;
                 else if (!strcmp(argv[i], "--exit-on-bind-error"))
                         arg_exit_on_error = true;
                 else if (!strcmp(argv[i], "--v6only") && i + 1 < argc)
@@ -321,6 +336,11 @@ int main(int argc, char *argv[]) {
                 if (specs[k].fd >= 0)
                         pthread_create(&threads[k], NULL, serve, &specs[k]);
         notify("READY=1");
+        bool serving = false;
+        for (unsigned k = 0; k < n_specs; k++)
+                serving = serving || specs[k].fd >= 0;
+        while (!serving && !atomic_load(&draining))
+                usleep(50 * 1000); /* nothing bound: stay up until told to drain */
         for (unsigned k = 0; k < n_specs; k++)
                 if (specs[k].fd >= 0)
                         pthread_join(threads[k], NULL);

@@ -5,7 +5,8 @@
 # handed out in turn and then EADDRINUSE, IPv4, IPv6 and dual-stack, options it set copied,
 # getsockname() afterwards, port 0 and unmanaged addresses left to the kernel; restarts under
 # load lose nothing; a bind the kernel refuses is named in the restart's failure; a statically
-# linked program is named as out of reach; TCP listeners the same way.
+# linked program is named as out of reach, and a close-and-bind-again gets EADDRINUSE; TCP
+# listeners the same way.
 . "$(dirname "$0")/lib.sh"
 : "${BIND_SERVER:?}" "${BIND_SERVER_STATIC:?}" "${GRM_BIND_LIBRARY:?}"
 export GRM_BIND_LIBRARY
@@ -95,6 +96,14 @@ start_grmd --intercept-bind --user nobody --listen udp:127.0.0.1:9000 \
 [ "$(report_field 0 ok)" = true ] && [ "$(report_field 0 reuseport)" = 1 ] || fail "bind without SO_REUSEPORT: $(cat "$R")"
 [ "$(send_udp 127.0.0.1 9000)" = 1 ] || fail "not served"
 ok "a socket without SO_REUSEPORT also gets grm's"
+
+# A server that closes its socket and binds a new one: the generation's socket went with the
+# close, so the second bind gets EADDRINUSE (as documented; such servers need socket activation).
+stop_grmd || fail "grmd exited non-zero"
+start_grmd --intercept-bind --user nobody --listen udp:127.0.0.1:9000 \
+        -- "$BIND_SERVER" --report "$R" --close-rebind udp:127.0.0.1:9000
+[ "$(report_field 0 rebind_errno)" = 98 ] || fail "close and bind again: $(cat "$R")"
+ok "close and bind again: EADDRINUSE, as documented"
 
 # TCP: a listener the server binds (and listen()s on) is the generation's listener, already
 # listening in grm's group; the next generation's bind gets the next generation's.
