@@ -25,6 +25,11 @@ WORK=$(mktemp -d /tmp/grm-test.XXXXXX)
 SOCK=$WORK/grmd.sock
 GRMD_PID=
 TEST_NAME=$(basename "$0" .sh)
+# The base cgroups of grmds (grmd-HASH under the root of cgroup v2) that exist before the test:
+# any other one after it is the test's, also one of a grmd the test SIGKILLed itself.
+CGROUP_V2=/sys/fs/cgroup/unified
+[ -f "$CGROUP_V2/cgroup.procs" ] || CGROUP_V2=/sys/fs/cgroup
+ls -d "$CGROUP_V2"/grmd-* >"$WORK/cgroups-before" 2>/dev/null || true
 
 cleanup() {
         local rc=$?
@@ -36,9 +41,19 @@ cleanup() {
                 tail -n 60 "$WORK/grmd.log"
         fi
         # cgroups a test made or learnt of (cgroup v2 is not namespaced here): empty ones go.
-        local f
+        local f d
         for f in "$WORK"/cgroup-*; do
                 [ -f "$f" ] && find "$(cat "$f")" -depth -type d -exec rmdir {} + 2>/dev/null || true
+        done
+        for d in "$CGROUP_V2"/grmd-*; do
+                [ -d "$d" ] && ! grep -qxF "$d" "$WORK/cgroups-before" || continue
+                # What still runs in it is the test's (its PID namespace): end it, then remove.
+                [ -f "$d/cgroup.kill" ] && echo 1 >"$d/cgroup.kill" 2>/dev/null
+                for _ in $(seq 20); do
+                        grep -q '^populated 0' "$d/cgroup.events" 2>/dev/null && break
+                        sleep 0.05
+                done
+                find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
         done
         rm -rf "$WORK"
         # Leaving the PID namespace kills whatever is left in it.
