@@ -72,7 +72,7 @@ typedef struct Worker {
 
 static struct {
         Worker workers[THREADS_MAX];
-        uint32_t *first_gen;            /* per flow: generation of its first reply, 0: none */
+        uint32_t *first_gen;            /* per flow: generation of its first reply + 1; 0: none, UINT32_MAX: moved */
         atomic_uint_fast64_t moved, flows_answered;
         atomic_bool stop_sending, stop;
         uint64_t start_nsec, stop_nsec;
@@ -112,16 +112,18 @@ static unsigned gen_slot(uint64_t gen) {
         return i;
 }
 
-/* " gen=N pid=P\n" after the request: N, or 0 if the reply is not one. */
-static uint64_t reply_gen(const uint8_t *buf, size_t len) {
+/* " gen=N pid=P\n" after the request: N in *ret_gen (0 from an echo server not under grm, as
+ * in the throughput benchmark's plain SO_REUSEPORT setup). Returns false if the reply is not one. */
+static bool reply_gen(const uint8_t *buf, size_t len, uint64_t *ret_gen) {
         const char *p = memmem(buf + HEADER_SIZE, len - HEADER_SIZE, " gen=", 5);
         uint64_t gen = 0;
 
-        if (!p)
-                return 0;
-        for (p += 5; p < (const char *) buf + len && *p >= '0' && *p <= '9'; p++)
+        if (!p || p + 5 >= (const char *) buf + len || p[5] < '0' || p[5] > '9')
+                return false;
+        for (p += 5; p < (const char *) buf + len && *p >= '0' && *p <= '9' && gen <= UINT32_MAX; p++)
                 gen = gen * 10 + (uint64_t) (*p - '0');
-        return gen;
+        *ret_gen = gen;
+        return true;
 }
 
 static void worker_receive(Worker *w) {
@@ -148,7 +150,7 @@ static void worker_receive(Worker *w) {
 
                                 if (len < HEADER_SIZE + 8 || get_be32(b) != LOAD_MAGIC ||
                                     (flow = get_be32(b + 4)) < w->first_flow || flow >= w->first_flow + w->n_flows ||
-                                    (gen = reply_gen(b, len)) == 0 || gen > UINT32_MAX) {
+                                    !reply_gen(b, len, &gen) || gen >= UINT32_MAX - 1) {
                                         w->bad++;
                                         continue;
                                 }
@@ -156,11 +158,12 @@ static void worker_receive(Worker *w) {
                                 slot = gen_slot(gen);
                                 if (slot < GENS_MAX)
                                         atomic_fetch_add(&S.gen_replies[slot], 1);
-                                /* Only this thread writes its flows' entries. */
-                                if (__atomic_compare_exchange_n(&S.first_gen[flow], &expected, (uint32_t) gen, false,
+                                /* Only this thread writes its flows' entries, which hold the
+                                 * generation + 1 (0: no reply yet, UINT32_MAX: moved). */
+                                if (__atomic_compare_exchange_n(&S.first_gen[flow], &expected, (uint32_t) gen + 1, false,
                                                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
                                         atomic_fetch_add(&S.flows_answered, 1);
-                                else if (expected != (uint32_t) gen && expected != UINT32_MAX) {
+                                else if (expected != (uint32_t) gen + 1 && expected != UINT32_MAX) {
                                         /* moved: counted once per flow */
                                         __atomic_store_n(&S.first_gen[flow], UINT32_MAX, __ATOMIC_RELAXED);
                                         atomic_fetch_add(&S.moved, 1);
