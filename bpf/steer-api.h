@@ -161,12 +161,16 @@ struct grm_flow_key {
         __u32 addr[4];          /* remote address, network byte order */
 };
 
+/* An entry's gen while the CPU that took it writes its time and socket (steer.bpf.c's claim()):
+ * no live generation has this number (grmd stops numbering before it). */
+#define GRM_GEN_CLAIMING        0xffffffffU
+
 /* One flow table entry. tag == 0: empty. The owner is the generation number and socket array
  * index; the slot is the index's (steer-api.h's layout), so an entry of a generation that left
  * its slot is stale even when a later generation has taken the slot. */
 struct grm_flow_entry {
         __u32 tag;              /* the key's tag, never 0 */
-        __u32 gen;              /* generation that owns the flow */
+        __u32 gen;              /* generation that owns the flow, or GRM_GEN_CLAIMING */
         __u32 seen;             /* last refresh, in ticks (GRM_FLOW_TICK_SHIFT) modulo 2^32 */
         __u16 index;            /* socket array index of the owning socket */
         __u16 _reserved;

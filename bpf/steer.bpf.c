@@ -128,10 +128,13 @@ struct choice {
  * (tag and generation) from the value that was judged free; only one CPU wins a given entry. A
  * free entry stays free until claimed (it is expired, and only live entries are refreshed; or
  * stale, and a slot's generation never comes back), so the winner never overwrites a live flow.
- * A reader racing a claim may see the new tag and generation with the old time and socket (it
- * then treats the packet as new, like the claimer), or the old tag and generation with the new
- * time and socket: that entry was stale or expired, and with the new time it can only look live
- * if its generation is the working one, whose socket the new socket is.
+ * The swap writes the tag with GRM_GEN_CLAIMING, then the time and socket, then the generation:
+ * until then the entry is neither free nor any generation's. (Swapping in the generation at
+ * once let another CPU judge the entry by the old time and socket, find it stale or expired
+ * again, and take it from the flow that had just won it.) A reader of the flow's own tag that
+ * meets GRM_GEN_CLAIMING treats the packet as new, and may take the entry over for the same
+ * flow. Stores are not reordered with stores on x86 (the only JIT this runs on here); a reader
+ * may see the generation before the time and socket are visible only on a weaker machine.
  */
 #define MATCH_NONE (2 * GRM_FLOW_WAYS)
 
@@ -165,6 +168,8 @@ static __always_inline int entry_free(const struct grm_config *cfg, __u32 tag, _
         __u32 slot = (index / GRM_MAX_SOCKS_PER_GEN) % GRM_GEN_SLOTS;
         struct grm_slot *s;
 
+        if (gen == GRM_GEN_CLAIMING)
+                return 0;
         if (tag == 0 || flow_age_expired(cfg, now - seen))
                 return 1;
         s = bpf_map_lookup_elem(&slots, &slot);
@@ -283,15 +288,16 @@ static __always_inline struct grm_flow_source *flow_source(const struct grm_conf
  * flow's own tag): one compare-and-swap of tag and generation, then time and socket. */
 static __always_inline int claim(const struct grm_config *cfg, struct flow_probe *p,
                                  struct grm_flow_entry *e, __u32 index, __u32 gen) {
-        __u64 old = *(volatile __u64 *) e, new = (__u64) gen << 32 | p->tag;
+        __u64 old = *(volatile __u64 *) e, new = (__u64) GRM_GEN_CLAIMING << 32 | p->tag;
         __u32 tag = (__u32) old, egen = (__u32) (old >> 32);
 
         if (tag != p->tag && !entry_free(cfg, tag, egen, e->seen, e->index, p->now))
                 return -1;
         if (__sync_val_compare_and_swap((__u64 *) e, old, new) != old)
                 return -1;
-        e->seen = p->now;
-        e->index = (__u16) index;
+        *(volatile __u32 *) &e->seen = p->now;
+        *(volatile __u16 *) &e->index = (__u16) index;
+        *(volatile __u32 *) &e->gen = gen;
         return 0;
 }
 

@@ -431,6 +431,11 @@ static void restart_spawn(Manager *m) {
         uint32_t gen = m->last_gen + 1;
         int slot, k;
 
+        if (gen == 0 || gen >= GRM_GEN_CLAIMING) {
+                /* 4 billion restarts: the flow table's marker is the next number. */
+                restart_finish(m, GRM_OUTCOME_REJECTED, "generation numbers are used up; restart grmd with a fresh state");
+                return;
+        }
         k = find_free_slot(m, &slot);
         if (k < 0) {
                 restart_finish(m, GRM_OUTCOME_BUSY, "too many generations are still draining");

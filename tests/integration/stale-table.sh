@@ -20,7 +20,8 @@ before=$(status_json | jq .counters.error_flow_update)
         fail "new flows over a stale table: $(cat "$WORK/load.json")"
 jq -c '{sent, lost, moved, expect_violations}' "$WORK/load.json"
 [ "$(status_json | jq .counters.error_flow_update)" = "$before" ] || fail "flow entries could not be written"
-[ "$(status_json | jq .groups[0].flows)" -ge 500 ] || fail "new flows have no live entries"
+flows=$(status_json | jq .groups[0].flows)
+[ "$flows" -ge 500 ] || fail "new flows have no live entries: $flows of 500; counters $(status_json | jq -c .counters)"
 # The old flows coming back are stale: re-dispatched to generation 2, not lost.
 "$GRM_LOAD" --json -f 200 -r 2000 -d 1 --ports 10000-10199 --expect-generation 2 127.0.0.1:9000 >"$WORK/load2.json" ||
         fail "returning flows: $(cat "$WORK/load2.json")"
