@@ -13,12 +13,26 @@
  * " gen=<N> pid=<PID> closing\n" and then closes it, closes connections idle for --idle-exit,
  * and exits 0 once no connection is left and no datagram has arrived for --idle-exit seconds.
  *
- * Owns: its sockets and connections, one epoll loop (sockets, connections, signalfd), the
- * start/drain state machine and the test knobs the integration tests use to simulate slow,
- * failing and crashing applications.
+ * With --connect-per-client it serves UDP the way stateful servers do ("established over
+ * unconnected"): a new client's first datagram (on a socket it was given) makes a socket of the
+ * client's own, with SO_REUSEADDR and SO_REUSEPORT, bound to that socket's address and
+ * connect()ed to the client (--connect-delay widens the window between the two); the first
+ * datagram and every later one of that client are answered through it. A datagram that such a
+ * socket receives from any other address is "misdelivered" (it reached the socket between its
+ * bind() and its connect()): counted and still answered, so that loss stays loss. A per-client
+ * socket idle for --idle-exit is closed; the drain waits for them like for connections. Where no
+ * per-client socket can be made (bind() refused: another uid owns the group), the client is
+ * answered from the shared socket and the failure counted. Every exit prints one line
+ * "summary answered=N dropped=N clients=N misdelivered=N client_errors=N" (the benchmark's).
+ *
+ * Owns: its sockets, connections and per-client sockets, one epoll loop (sockets, connections,
+ * per-client sockets, signalfd), the start/drain state machine and the test knobs the
+ * integration tests use to simulate slow, failing and crashing applications.
  * Invariants: a reply never exceeds 65507 bytes; a bad datagram is answered or skipped, a bad
  * connection (line too long, reset) is closed, never fatal; READY=1 is sent at most once and
- * never after draining started; no listener stays open once draining started.
+ * never after draining started; no listener stays open once draining started; at most one
+ * per-client socket per client address, found by its address; sockets are closed only from the
+ * timers, never while epoll events that may name them are being handled.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +52,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -52,6 +67,8 @@
 #define SEND_RETRY_MSEC 5
 #define SIGNAL_TOKEN UINT64_MAX
 #define CONN_TOKEN (1ULL << 32)       /* | connection index */
+#define CLIENT_TOKEN (1ULL << 33)     /* | per-client socket index */
+#define CONNECT_DELAY_MAX_MSEC 10000
 #define LINE_MAX_BYTES 4096           /* a longer line closes the connection */
 #define OUT_MAX_BYTES (64 * 1024)     /* unsent replies beyond this close the connection */
 #define ACCEPT_PAUSE_NSEC (50 * NSEC_PER_SEC / 1000) /* after EMFILE */
@@ -72,7 +89,26 @@ typedef struct EchoSocket {
         int fd;        /* -EBADF once closed (a listener, at the drain) */
         bool stream;   /* a TCP listener */
         bool pktinfo;  /* bound to a wildcard address: reply from the address the datagram hit */
+        /* --connect-per-client, IPv4/IPv6 datagram sockets: what a client's own socket copies so
+         * that its bind() lands in this socket's reuseport group (same address, family,
+         * IPV6_V6ONLY and bound device). */
+        bool per_client;
+        struct sockaddr_storage local;
+        socklen_t local_len;
+        int v6only;
+        int ifindex;
 } EchoSocket;
+
+/* --connect-per-client: one client's own socket, connected to it. */
+typedef struct EchoClient {
+        int fd;
+        size_t index;                       /* in Echo.clients; its epoll token */
+        struct sockaddr_storage peer;
+        socklen_t peer_len;
+        uint64_t last_nsec;                 /* its last datagram (or its creation) */
+        struct EchoClient *hash_next;       /* Echo.client_buckets chain */
+        struct EchoClient *idle_prev, *idle_next; /* Echo.idle_head: least recently active first */
+} EchoClient;
 
 /* An accepted TCP connection: lines in, replies out. */
 typedef struct EchoConn {
@@ -116,6 +152,12 @@ typedef struct Echo {
         uint64_t accept_paused_until_nsec; /* 0: not paused */
         size_t n_udp;                /* datagram sockets */
 
+        EchoClient **clients;        /* --connect-per-client: by index; NULL: free */
+        size_t n_clients_allocated, n_clients;
+        EchoClient **client_buckets; /* n_clients_allocated buckets, by peer address */
+        EchoClient *idle_head, *idle_tail;
+        uint64_t n_clients_opened, n_misdelivered, n_client_errors;
+
         /* recvmmsg()/sendmmsg() batch: replies are built in place in the receive buffers. */
         struct mmsghdr msgs[RECV_BATCH];
         struct iovec iovs[RECV_BATCH];
@@ -139,6 +181,8 @@ static bool arg_ignore_drain = false;
 static uint64_t arg_crash_after_nsec = 0;
 static bool arg_crash = false;
 static uint64_t arg_accept_every_nsec = 0;
+static bool arg_connect_per_client = false;
+static uint64_t arg_connect_delay_nsec = 0;
 
 static void arg_listen_freep(char ***p) {
         for (size_t i = 0; i < arg_n_listen; i++)
@@ -154,6 +198,13 @@ static void conn_free(EchoConn *c) {
         free(c);
 }
 
+static void client_free(EchoClient *c) {
+        if (!c)
+                return;
+        safe_close(c->fd);
+        free(c);
+}
+
 static void echo_free(Echo *e) {
         if (!e)
                 return;
@@ -163,6 +214,10 @@ static void echo_free(Echo *e) {
         for (size_t i = 0; i < e->n_conns_allocated; i++)
                 conn_free(e->conns[i]);
         free(e->conns);
+        for (size_t i = 0; i < e->n_clients_allocated; i++)
+                client_free(e->clients[i]);
+        free(e->clients);
+        free(e->client_buckets);
         safe_close(e->epoll_fd);
         safe_close(e->signal_fd);
         free(e->bufs);
@@ -211,6 +266,8 @@ static int help(void) {
                "each connection's next line with \" gen=<N> pid=<PID> closing\\n\" and closes it,\n"
                "closes connections idle for --idle-exit, and exits 0 once no connection is left\n"
                "and no datagram arrived for --idle-exit seconds.\n"
+               "Every exit prints \"summary answered=N dropped=N clients=N misdelivered=N\n"
+               "client_errors=N\" on stderr.\n"
                "\n"
                "Options:\n"
                "  -h --help                Show this help and exit\n"
@@ -221,10 +278,24 @@ static int help(void) {
                "     --drain-signal SIG    Also drain on SIG (name like SIGUSR2, or number);\n"
                "                           may be repeated\n"
                "     --idle-exit SEC       Drain ends after SEC seconds without datagrams, and\n"
-               "                           closes connections idle that long (default 2,\n"
-               "                           fractions allowed)\n"
+               "                           closes connections idle that long (and per-client\n"
+               "                           sockets, also before a drain; default 2, fractions\n"
+               "                           allowed)\n"
                "     --max-drain SEC       Drain ends at most SEC seconds after it started\n"
                "                           (default 0: no limit)\n"
+               "     --connect-per-client  Serve each UDP client through a socket of its own: on\n"
+               "                           its first datagram, a socket with SO_REUSEADDR and\n"
+               "                           SO_REUSEPORT bound to the address of the socket that\n"
+               "                           datagram arrived on, and connect()ed to the client.\n"
+               "                           A datagram it receives from another address is\n"
+               "                           counted as misdelivered (and answered). Closed after\n"
+               "                           --idle-exit without datagrams; the drain waits for\n"
+               "                           them. If one cannot be opened, the client is answered\n"
+               "                           from the shared socket (counted in client_errors)\n"
+               "     --connect-delay MS    With --connect-per-client: wait MS milliseconds (0..%u,\n"
+               "                           fractions allowed) between a per-client socket's bind()\n"
+               "                           and its connect(), to widen that window for a\n"
+               "                           measurement (the whole process waits)\n"
                "\n"
                "Test knobs:\n"
                "     --start-delay SEC     Wait SEC seconds before READY=1\n"
@@ -244,7 +315,7 @@ static int help(void) {
                "  LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, NOTIFY_SOCKET: as set by systemd/grmd\n"
                "\n"
                "Exit status: 0 drained, 1 setup error or --fail-start, 2 usage error.\n",
-               program_invocation_short_name);
+               program_invocation_short_name, CONNECT_DELAY_MAX_MSEC);
         return 0;
 }
 
@@ -281,6 +352,8 @@ static int parse_argv(int argc, char *argv[]) {
                 ARG_IGNORE_DRAIN,
                 ARG_CRASH_AFTER,
                 ARG_ACCEPT_EVERY,
+                ARG_CONNECT_PER_CLIENT,
+                ARG_CONNECT_DELAY,
         };
         static const struct option options[] = {
                 { "help",         no_argument,       NULL, 'h'              },
@@ -297,9 +370,12 @@ static int parse_argv(int argc, char *argv[]) {
                 { "ignore-drain", no_argument,       NULL, ARG_IGNORE_DRAIN },
                 { "crash-after",  required_argument, NULL, ARG_CRASH_AFTER  },
                 { "accept-every", required_argument, NULL, ARG_ACCEPT_EVERY },
+                { "connect-per-client", no_argument, NULL, ARG_CONNECT_PER_CLIENT },
+                { "connect-delay", required_argument, NULL, ARG_CONNECT_DELAY },
                 {}
         };
         uint64_t u;
+        bool have_connect_delay = false;
         int c, sig, r;
 
         sigemptyset(&arg_drain_signals);
@@ -385,6 +461,17 @@ static int parse_argv(int argc, char *argv[]) {
                         if (r < 0)
                                 return r;
                         break;
+                case ARG_CONNECT_PER_CLIENT:
+                        arg_connect_per_client = true;
+                        break;
+                case ARG_CONNECT_DELAY:
+                        /* Milliseconds: parsed as seconds, then scaled down. */
+                        if (parse_seconds(optarg, CONNECT_DELAY_MAX_MSEC, &u) < 0)
+                                return usage_error("--connect-delay: expected milliseconds 0..%u, got '%s'",
+                                                   CONNECT_DELAY_MAX_MSEC, optarg);
+                        arg_connect_delay_nsec = u / 1000;
+                        have_connect_delay = true;
+                        break;
                 case ':':
                         return usage_error("option '%s' needs an argument", argv[optind - 1]);
                 case '?':
@@ -399,6 +486,8 @@ static int parse_argv(int argc, char *argv[]) {
                 return usage_error("unexpected argument '%s'", argv[optind]);
         if (arg_fail_start + (arg_errno > 0) + arg_never_ready > 1)
                 return usage_error("--fail-start, --errno and --never-ready exclude each other");
+        if (have_connect_delay && !arg_connect_per_client)
+                return usage_error("--connect-delay needs --connect-per-client");
 
         return 1;
 }
@@ -430,22 +519,49 @@ static int socket_wants_pktinfo(int fd, bool *ret) {
         return 0;
 }
 
+/* --connect-per-client: what a client's socket needs to join fd's reuseport group. */
+static int socket_per_client_info(int fd, EchoSocket *s) {
+        socklen_t len = sizeof(s->local);
+
+        if (getsockname(fd, (struct sockaddr *) &s->local, &len) < 0)
+                return negative_errno();
+        if (s->local.ss_family != AF_INET && s->local.ss_family != AF_INET6)
+                return 0; /* AF_UNIX and others: served on the shared socket */
+        s->local_len = len;
+
+        len = sizeof(s->ifindex);
+        if (getsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &s->ifindex, &len) < 0)
+                return negative_errno();
+        if (s->local.ss_family == AF_INET6) {
+                len = sizeof(s->v6only);
+                if (getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &s->v6only, &len) < 0)
+                        return negative_errno();
+        }
+        s->per_client = true;
+        return 0;
+}
+
 static int echo_add_socket(Echo *e, int fd, bool stream) {
-        EchoSocket *s;
-        bool pktinfo = false;
+        EchoSocket *s, n;
         int r;
 
+        n = (EchoSocket) { .fd = fd, .stream = stream };
         if (!stream) {
-                r = socket_wants_pktinfo(fd, &pktinfo);
+                r = socket_wants_pktinfo(fd, &n.pktinfo);
                 if (r < 0)
                         return r;
+                if (arg_connect_per_client) {
+                        r = socket_per_client_info(fd, &n);
+                        if (r < 0)
+                                return r;
+                }
         }
 
         s = realloc(e->sockets, (e->n_sockets + 1) * sizeof(EchoSocket));
         if (!s)
                 return -ENOMEM;
         e->sockets = s;
-        e->sockets[e->n_sockets++] = (EchoSocket) { .fd = fd, .stream = stream, .pktinfo = pktinfo };
+        e->sockets[e->n_sockets++] = n;
         if (!stream)
                 e->n_udp++;
         return 0;
@@ -645,12 +761,12 @@ static size_t reply_control(struct msghdr *in, ControlBuffer *out) {
 }
 
 /* Sends msgs[0..n) on fd. Per-datagram errors skip that datagram; a full queue waits a little. */
-static void echo_send_batch(Echo *e, int fd, unsigned n) {
+static void echo_send_batch(Echo *e, int fd, struct mmsghdr *msgs, unsigned n) {
         unsigned off = 0;
         bool waited = false;
 
         while (off < n) {
-                int r = sendmmsg(fd, e->msgs + off, n - off, MSG_DONTWAIT);
+                int r = sendmmsg(fd, msgs + off, n - off, MSG_DONTWAIT);
 
                 if (r > 0) {
                         off += (unsigned) r;
@@ -674,60 +790,345 @@ static void echo_send_batch(Echo *e, int fd, unsigned n) {
         }
 }
 
+/*
+ * Receives up to RECV_BATCH datagrams on fd into e->msgs (sources in e->peers) and builds each
+ * reply in place: the payload, truncated to fit, then the trailer; with pktinfo, the control
+ * message that sends it from the address the datagram was sent to. Returns how many, 0 when
+ * nothing (or nothing usable) is queued.
+ */
+static int echo_receive_batch(Echo *e, int fd, bool pktinfo) {
+        int n;
+
+        for (unsigned i = 0; i < RECV_BATCH; i++) {
+                e->iovs[i] = (struct iovec) {
+                        .iov_base = e->bufs + (size_t) i * DGRAM_BUF_SIZE,
+                        .iov_len = DGRAM_BUF_SIZE,
+                };
+                e->msgs[i].msg_hdr = (struct msghdr) {
+                        .msg_name = &e->peers[i],
+                        .msg_namelen = sizeof(e->peers[i]),
+                        .msg_iov = &e->iovs[i],
+                        .msg_iovlen = 1,
+                        .msg_control = pktinfo ? e->ctl_in[i].buf : NULL,
+                        .msg_controllen = pktinfo ? sizeof(e->ctl_in[i].buf) : 0,
+                };
+        }
+
+        n = recvmmsg(fd, e->msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+                return 0; /* EAGAIN, or an error we can do nothing about: epoll tells us again */
+
+        e->last_rx_nsec = now_nsec();
+
+        for (int i = 0; i < n; i++) {
+                struct msghdr *h = &e->msgs[i].msg_hdr;
+                size_t len = e->msgs[i].msg_len, keep;
+                uint8_t *buf = e->iovs[i].iov_base;
+
+                if (len > DGRAM_BUF_SIZE)
+                        len = DGRAM_BUF_SIZE;
+                keep = len < REPLY_MAX - e->trailer_len ? len : REPLY_MAX - e->trailer_len;
+                memcpy(buf + keep, e->trailer, e->trailer_len);
+                e->iovs[i].iov_len = keep + e->trailer_len;
+
+                h->msg_flags = 0;
+                if (pktinfo && h->msg_controllen > 0) {
+                        size_t cl = reply_control(h, &e->ctl_out[i]);
+
+                        h->msg_control = cl > 0 ? e->ctl_out[i].buf : NULL;
+                        h->msg_controllen = cl;
+                } else {
+                        h->msg_control = NULL;
+                        h->msg_controllen = 0;
+                }
+        }
+        return n;
+}
+
+/* ---- --connect-per-client: a socket per client ---- */
+
+static bool peer_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+        if (a->ss_family != b->ss_family)
+                return false;
+        if (a->ss_family == AF_INET) {
+                const struct sockaddr_in *x = (const struct sockaddr_in *) a, *y = (const struct sockaddr_in *) b;
+
+                return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+        }
+        if (a->ss_family == AF_INET6) {
+                const struct sockaddr_in6 *x = (const struct sockaddr_in6 *) a, *y = (const struct sockaddr_in6 *) b;
+
+                return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+                       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+        }
+        return false;
+}
+
+/* FNV-1a over the address and port. n_buckets is a power of two. */
+static size_t peer_bucket(const struct sockaddr_storage *a, size_t n_buckets) {
+        const uint8_t *p;
+        size_t len;
+        uint16_t port;
+        uint64_t h = 0xcbf29ce484222325ULL;
+
+        if (a->ss_family == AF_INET6) {
+                p = (const uint8_t *) &((const struct sockaddr_in6 *) a)->sin6_addr;
+                len = sizeof(struct in6_addr);
+                port = ((const struct sockaddr_in6 *) a)->sin6_port;
+        } else {
+                p = (const uint8_t *) &((const struct sockaddr_in *) a)->sin_addr;
+                len = sizeof(struct in_addr);
+                port = ((const struct sockaddr_in *) a)->sin_port;
+        }
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ p[i]) * 0x100000001b3ULL;
+        h = (h ^ (port & 0xff)) * 0x100000001b3ULL;
+        h = (h ^ (port >> 8)) * 0x100000001b3ULL;
+        return (size_t) (h ^ (h >> 32)) & (n_buckets - 1);
+}
+
+static EchoClient *client_find(Echo *e, const struct sockaddr_storage *peer) {
+        if (e->n_clients == 0)
+                return NULL;
+        for (EchoClient *c = e->client_buckets[peer_bucket(peer, e->n_clients_allocated)]; c; c = c->hash_next)
+                if (peer_equal(&c->peer, peer))
+                        return c;
+        return NULL;
+}
+
+static void client_idle_unlink(Echo *e, EchoClient *c) {
+        if (c->idle_prev)
+                c->idle_prev->idle_next = c->idle_next;
+        else
+                e->idle_head = c->idle_next;
+        if (c->idle_next)
+                c->idle_next->idle_prev = c->idle_prev;
+        else
+                e->idle_tail = c->idle_prev;
+        c->idle_prev = c->idle_next = NULL;
+}
+
+static void client_idle_append(Echo *e, EchoClient *c) {
+        c->idle_next = NULL;
+        c->idle_prev = e->idle_tail;
+        if (e->idle_tail)
+                e->idle_tail->idle_next = c;
+        else
+                e->idle_head = c;
+        e->idle_tail = c;
+}
+
+/* A datagram from the client: it is the most recently active now. */
+static void client_touch(Echo *e, EchoClient *c, uint64_t now) {
+        c->last_nsec = now;
+        client_idle_unlink(e, c);
+        client_idle_append(e, c);
+}
+
+/* Room for one more client: the index array and the buckets grow together (rehashed). */
+static int echo_clients_reserve(Echo *e) {
+        EchoClient **l, **b;
+        size_t n;
+
+        if (e->n_clients < e->n_clients_allocated)
+                return 0;
+        n = e->n_clients_allocated ? e->n_clients_allocated * 2 : 64;
+        l = realloc(e->clients, n * sizeof(EchoClient *));
+        if (!l)
+                return -ENOMEM;
+        e->clients = l;
+        for (size_t i = e->n_clients_allocated; i < n; i++)
+                l[i] = NULL;
+        b = calloc(n, sizeof(EchoClient *));
+        if (!b)
+                return -ENOMEM; /* the array grew, the buckets did not: still consistent */
+        for (size_t i = 0; i < e->n_clients_allocated; i++) {
+                EchoClient *c = l[i];
+
+                if (!c)
+                        continue;
+                size_t k = peer_bucket(&c->peer, n);
+                c->hash_next = b[k];
+                b[k] = c;
+        }
+        free(e->client_buckets);
+        e->client_buckets = b;
+        e->n_clients_allocated = n;
+        return 0;
+}
+
+static void client_close(Echo *e, EchoClient *c) {
+        EchoClient **p = &e->client_buckets[peer_bucket(&c->peer, e->n_clients_allocated)];
+
+        while (*p != c)
+                p = &(*p)->hash_next;
+        *p = c->hash_next;
+        client_idle_unlink(e, c);
+        (void) epoll_ctl(e->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+        e->clients[c->index] = NULL;
+        e->n_clients--;
+        client_free(c);
+}
+
+static void sleep_nsec(uint64_t nsec) {
+        uint64_t until = now_nsec() + nsec;
+        struct timespec ts = {
+                .tv_sec = (time_t) (until / NSEC_PER_SEC),
+                .tv_nsec = (long) (until % NSEC_PER_SEC),
+        };
+
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+                ;
+}
+
+/*
+ * Opens the socket of a new client whose first datagram came from peer to listener s: bound to
+ * s's address with SO_REUSEADDR and SO_REUSEPORT (so it joins s's reuseport group), then
+ * connected to peer. Does not log.
+ */
+static int echo_client_open(Echo *e, const EchoSocket *s, const struct sockaddr_storage *peer, socklen_t peer_len,
+                            EchoClient **ret) {
+        _cleanup_close_ int fd = -EBADF;
+        EchoClient *c;
+        size_t index;
+        int one = 1, r;
+
+        r = echo_clients_reserve(e);
+        if (r < 0)
+                return r;
+
+        fd = socket(s->local.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+                return negative_errno();
+        if (s->local.ss_family == AF_INET6 &&
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &s->v6only, sizeof(s->v6only)) < 0)
+                return negative_errno();
+        if (s->ifindex > 0 && setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &s->ifindex, sizeof(s->ifindex)) < 0)
+                return negative_errno();
+        if (bind(fd, (const struct sockaddr *) &s->local, s->local_len) < 0)
+                return negative_errno();
+        if (arg_connect_delay_nsec > 0)
+                sleep_nsec(arg_connect_delay_nsec); /* the bind-connect window, widened */
+        if (connect(fd, (const struct sockaddr *) peer, peer_len) < 0)
+                return negative_errno();
+
+        for (index = 0; e->clients[index]; index++)
+                ;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        if (epoll_ctl(e->epoll_fd, EPOLL_CTL_ADD, fd,
+                      &(struct epoll_event) { .events = EPOLLIN, .data.u64 = CLIENT_TOKEN | index }) < 0) {
+                r = negative_errno();
+                free(c);
+                return r;
+        }
+        c->fd = TAKE_FD(fd);
+        c->index = index;
+        memcpy(&c->peer, peer, peer_len);
+        c->peer_len = peer_len;
+        c->last_nsec = now_nsec();
+
+        size_t k = peer_bucket(&c->peer, e->n_clients_allocated);
+        c->hash_next = e->client_buckets[k];
+        e->client_buckets[k] = c;
+        client_idle_append(e, c);
+        e->clients[index] = c;
+        e->n_clients++;
+        e->n_clients_opened++;
+        *ret = c;
+        return 0;
+}
+
+/* The client of datagram i (received on s): its socket, made now if it is new; NULL if none
+ * can be made (then it is answered from s). Logs the 1st, 2nd, 4th, 8th, ... failure. */
+static EchoClient *echo_client_for(Echo *e, const EchoSocket *s, unsigned i) {
+        const struct sockaddr_storage *peer = &e->peers[i];
+        socklen_t peer_len = e->msgs[i].msg_hdr.msg_namelen;
+        EchoClient *c;
+        int r;
+
+        if (peer->ss_family != s->local.ss_family || peer_len > sizeof(*peer))
+                return NULL;
+        c = client_find(e, peer);
+        if (c)
+                return c;
+        r = echo_client_open(e, s, peer, peer_len, &c);
+        if (r < 0) {
+                char buf[SOCKADDR_STR_MAX];
+
+                e->n_client_errors++;
+                if ((e->n_client_errors & (e->n_client_errors - 1)) == 0)
+                        log_state(e, "cannot open a socket for client %s, answering from the shared socket: %s "
+                                  "(%" PRIu64 " such failures so far)",
+                                  format_sockaddr((const struct sockaddr *) peer, buf, sizeof(buf)), strerror(-r),
+                                  e->n_client_errors);
+                return NULL;
+        }
+        return c;
+}
+
 static void echo_serve(Echo *e, EchoSocket *s) {
         /* Bounded, so that one busy socket cannot starve the others or the signal fd. */
         for (unsigned round = 0; round < 16; round++) {
-                int n;
+                int n = echo_receive_batch(e, s->fd, s->pktinfo);
 
-                for (unsigned i = 0; i < RECV_BATCH; i++) {
-                        e->iovs[i] = (struct iovec) {
-                                .iov_base = e->bufs + (size_t) i * DGRAM_BUF_SIZE,
-                                .iov_len = DGRAM_BUF_SIZE,
-                        };
-                        e->msgs[i].msg_hdr = (struct msghdr) {
-                                .msg_name = &e->peers[i],
-                                .msg_namelen = sizeof(e->peers[i]),
-                                .msg_iov = &e->iovs[i],
-                                .msg_iovlen = 1,
-                                .msg_control = s->pktinfo ? e->ctl_in[i].buf : NULL,
-                                .msg_controllen = s->pktinfo ? sizeof(e->ctl_in[i].buf) : 0,
-                        };
-                }
-
-                n = recvmmsg(s->fd, e->msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
                 if (n <= 0)
-                        return; /* EAGAIN, or an error we can do nothing about: epoll tells us again */
+                        return;
+                if (!s->per_client)
+                        echo_send_batch(e, s->fd, e->msgs, (unsigned) n);
+                else
+                        for (int i = 0; i < n; i++) {
+                                EchoClient *c = echo_client_for(e, s, (unsigned) i);
 
-                e->last_rx_nsec = now_nsec();
-
-                for (int i = 0; i < n; i++) {
-                        struct msghdr *h = &e->msgs[i].msg_hdr;
-                        size_t len = e->msgs[i].msg_len, keep;
-                        uint8_t *buf = e->iovs[i].iov_base;
-
-                        if (len > DGRAM_BUF_SIZE)
-                                len = DGRAM_BUF_SIZE;
-                        keep = len < REPLY_MAX - e->trailer_len ? len : REPLY_MAX - e->trailer_len;
-                        memcpy(buf + keep, e->trailer, e->trailer_len);
-                        e->iovs[i].iov_len = keep + e->trailer_len;
-
-                        h->msg_flags = 0;
-                        if (s->pktinfo && h->msg_controllen > 0) {
-                                size_t cl = reply_control(h, &e->ctl_out[i]);
-
-                                h->msg_control = cl > 0 ? e->ctl_out[i].buf : NULL;
-                                h->msg_controllen = cl;
-                        } else {
-                                h->msg_control = NULL;
-                                h->msg_controllen = 0;
+                                if (!c) {
+                                        echo_send_batch(e, s->fd, e->msgs + i, 1);
+                                        continue;
+                                }
+                                /* Through the client's socket, from the address it is bound to. */
+                                e->msgs[i].msg_hdr.msg_name = NULL;
+                                e->msgs[i].msg_hdr.msg_namelen = 0;
+                                e->msgs[i].msg_hdr.msg_control = NULL;
+                                e->msgs[i].msg_hdr.msg_controllen = 0;
+                                echo_send_batch(e, c->fd, e->msgs + i, 1);
+                                client_touch(e, c, e->last_rx_nsec);
                         }
-                }
-
-                echo_send_batch(e, s->fd, (unsigned) n);
-
                 if (n < RECV_BATCH)
                         return;
         }
+}
+
+/* A client's socket: its datagrams, and any other address's (misdelivered: counted, answered
+ * to where they came from). */
+static void echo_serve_client(Echo *e, EchoClient *c) {
+        for (unsigned round = 0; round < 16; round++) {
+                int n = echo_receive_batch(e, c->fd, false);
+
+                if (n <= 0)
+                        return;
+                bool own = false;
+
+                for (int i = 0; i < n; i++)
+                        if (peer_equal(&e->peers[i], &c->peer))
+                                own = true;
+                        else
+                                e->n_misdelivered++;
+                /* Every reply to its datagram's source: a connected UDP socket may send elsewhere. */
+                echo_send_batch(e, c->fd, e->msgs, (unsigned) n);
+                if (own)
+                        client_touch(e, c, e->last_rx_nsec);
+                if (n < RECV_BATCH)
+                        return;
+        }
+}
+
+/* Clients idle for --idle-exit are closed (a UDP client has no FIN: idle is its end). */
+static void echo_close_idle_clients(Echo *e, uint64_t now) {
+        while (e->idle_head && now >= e->idle_head->last_nsec + arg_idle_exit_nsec)
+                client_close(e, e->idle_head);
 }
 
 /* ---- TCP: listeners and connections ---- */
@@ -957,8 +1358,8 @@ static void echo_start_drain(Echo *e, int sig) {
         for (size_t i = 0; i < e->n_conns_allocated; i++)
                 if (e->conns[i] && e->conns[i]->last_nsec < now)
                         e->conns[i]->last_nsec = now;
-        (void) sd_notifyf(0, "STOPPING=1\nSTATUS=Draining %zu sockets and %zu connections, generation %" PRIu64,
-                          e->n_udp, e->n_conns, e->generation);
+        (void) sd_notifyf(0, "STOPPING=1\nSTATUS=Draining %zu sockets, %zu connections and %zu clients' sockets, "
+                          "generation %" PRIu64, e->n_udp, e->n_conns, e->n_clients, e->generation);
         log_state(e, "draining on %s (exit after %.3f s idle%s)",
                   format_signal(sig, name, sizeof(name)), (double) arg_idle_exit_nsec / NSEC_PER_SEC,
                   arg_max_drain_nsec > 0 ? ", bounded by --max-drain" : "");
@@ -971,6 +1372,13 @@ static void echo_handle_signals(Echo *e) {
                 echo_start_drain(e, (int) si.ssi_signo);
 }
 
+/* The last line of every exit, for scripts (tools/bench/connect-per-client reads it). */
+static void echo_log_summary(const Echo *e) {
+        log_state(e, "summary answered=%" PRIu64 " dropped=%" PRIu64 " clients=%" PRIu64 " misdelivered=%" PRIu64
+                  " client_errors=%" PRIu64, e->n_answered, e->n_dropped, e->n_clients_opened, e->n_misdelivered,
+                  e->n_client_errors);
+}
+
 /*
  * Runs what is due at now. Returns 1 to keep running, 0 or a positive exit code through
  * *ret_exit when the process should end.
@@ -979,6 +1387,7 @@ static int echo_run_timers(Echo *e, uint64_t now, int *ret_exit) {
         if (e->state == STATE_STARTING && now >= e->ready_at_nsec) {
                 if (arg_fail_start) {
                         log_state(e, "failing start as requested (--fail-start)");
+                        echo_log_summary(e);
                         *ret_exit = EXIT_FAILURE;
                         return 0;
                 }
@@ -1000,6 +1409,7 @@ static int echo_run_timers(Echo *e, uint64_t now, int *ret_exit) {
 
         if (e->crash_at_nsec > 0 && now >= e->crash_at_nsec) {
                 log_state(e, "crashing as requested (--crash-after)");
+                echo_log_summary(e);
                 /* A simulated crash: no core file to clean up after. */
                 (void) setrlimit(RLIMIT_CORE, &(struct rlimit) { 0, 0 });
                 abort();
@@ -1010,18 +1420,27 @@ static int echo_run_timers(Echo *e, uint64_t now, int *ret_exit) {
                 echo_set_listeners_watched(e, true);
         }
 
+        echo_close_idle_clients(e, now);
+
         if (e->state == STATE_DRAINING) {
                 (void) echo_close_idle(e, now);
-                if (e->n_conns == 0 && (e->n_udp == 0 || now >= e->last_rx_nsec + arg_idle_exit_nsec)) {
+                if (e->n_conns == 0 && e->n_clients == 0 &&
+                    (e->n_udp == 0 || now >= e->last_rx_nsec + arg_idle_exit_nsec)) {
                         log_state(e, "drained, exiting (%" PRIu64 " datagrams answered, %" PRIu64 " dropped, "
-                                  "%" PRIu64 " connections, %" PRIu64 " lines answered)",
-                                  e->n_answered, e->n_dropped, e->n_accepted, e->n_lines);
+                                  "%" PRIu64 " connections, %" PRIu64 " lines answered, %" PRIu64 " clients' sockets, "
+                                  "%" PRIu64 " datagrams misdelivered)",
+                                  e->n_answered, e->n_dropped, e->n_accepted, e->n_lines, e->n_clients_opened,
+                                  e->n_misdelivered);
+                        echo_log_summary(e);
                         *ret_exit = EXIT_SUCCESS;
                         return 0;
                 }
                 if (arg_max_drain_nsec > 0 && now >= e->drain_start_nsec + arg_max_drain_nsec) {
                         log_state(e, "drain deadline reached, exiting (%" PRIu64 " datagrams answered, %" PRIu64 " dropped, "
-                                  "%zu connections still open)", e->n_answered, e->n_dropped, e->n_conns);
+                                  "%zu connections and %zu clients' sockets still open, %" PRIu64
+                                  " datagrams misdelivered)", e->n_answered, e->n_dropped, e->n_conns, e->n_clients,
+                                  e->n_misdelivered);
+                        echo_log_summary(e);
                         *ret_exit = EXIT_SUCCESS;
                         return 0;
                 }
@@ -1039,6 +1458,8 @@ static int echo_next_timeout_ms(Echo *e, uint64_t now) {
                 next = e->crash_at_nsec;
         if (e->accept_paused_until_nsec > 0 && e->accept_paused_until_nsec < next)
                 next = e->accept_paused_until_nsec;
+        if (e->idle_head && e->idle_head->last_nsec + arg_idle_exit_nsec < next)
+                next = e->idle_head->last_nsec + arg_idle_exit_nsec;
         if (e->state == STATE_DRAINING) {
                 uint64_t idle = e->last_rx_nsec + arg_idle_exit_nsec;
 
@@ -1047,7 +1468,7 @@ static int echo_next_timeout_ms(Echo *e, uint64_t now) {
                 for (size_t i = 0; i < e->n_conns_allocated; i++)
                         if (e->conns[i] && e->conns[i]->last_nsec + arg_idle_exit_nsec < next)
                                 next = e->conns[i]->last_nsec + arg_idle_exit_nsec;
-                if (e->n_conns == 0 && e->n_udp == 0)
+                if (e->n_conns == 0 && e->n_clients == 0 && e->n_udp == 0)
                         next = now;
                 if (arg_max_drain_nsec > 0 && e->drain_start_nsec + arg_max_drain_nsec < next)
                         next = e->drain_start_nsec + arg_max_drain_nsec;
@@ -1093,6 +1514,11 @@ static int echo_run(Echo *e) {
                         else if (token & CONN_TOKEN) {
                                 if ((size_t) (token & ~CONN_TOKEN) < e->n_conns_allocated)
                                         conn_serve(e, (size_t) (token & ~CONN_TOKEN), events[i].events);
+                        } else if (token & CLIENT_TOKEN) {
+                                size_t index = (size_t) (token & ~CLIENT_TOKEN);
+
+                                if (index < e->n_clients_allocated && e->clients[index])
+                                        echo_serve_client(e, e->clients[index]);
                         } else if (e->state != STATE_FAILED && token < e->n_sockets && e->sockets[token].fd >= 0) {
                                 if (e->sockets[token].stream)
                                         echo_accept(e, &e->sockets[token]);
@@ -1129,6 +1555,16 @@ int main(int argc, char *argv[]) {
         r = echo_collect_sockets(e);
         if (r < 0)
                 return EXIT_FAILURE;
+
+        if (arg_connect_per_client) {
+                /* A socket per client: as many as the hard limit allows (best effort). */
+                struct rlimit rl;
+
+                if (getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur < rl.rlim_max) {
+                        rl.rlim_cur = rl.rlim_max;
+                        (void) setrlimit(RLIMIT_NOFILE, &rl);
+                }
+        }
 
         r = echo_setup_signals(e);
         if (r < 0) {
