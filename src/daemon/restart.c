@@ -313,6 +313,8 @@ void restart_on_ready(Manager *m, Generation *g) {
         }
         (void) sd_notify(false, "READY=1");
         manager_state_changed(m);
+        if (r && r->previous)
+                test_kill_point("settle"); /* the vault says: settling, the old one stands by */
 }
 
 void restart_on_failed(Manager *m, Generation *g, GrmOutcome outcome, const char *why) {
@@ -601,12 +603,30 @@ void restart_adopt_flip(Manager *m, Generation *g) {
 }
 
 void restart_adopt_standby(Manager *m) {
-        /* The previous grmd died while a restart settled: its settle timer is gone with it. If
-         * the new generation works, the restart is taken as done: the one that stood by drains.
-         * If nothing works, the newest that stood by works again. */
+        /* The previous grmd died while a restart settled: its settle timer is gone with it, but
+         * not the settle. If the new generation works, it settles out its time from its flip
+         * under this grmd (a crash within it rolls back to the one standing by, as before the
+         * takeover); with no settle time configured here any more, the restart is done and the
+         * one that stood by drains. If nothing works, the newest that stood by works again. */
+        uint64_t settle_usec = m->config.settle_usec;
+
         for (Generation *o = m->generations; o; o = o->next) {
                 if (o->state != GEN_STANDBY)
                         continue;
+                if (m->working && !m->restart && settle_usec > 0 && settle_usec != UINT64_MAX &&
+                    restart_adopt(m, m->working) >= 0) {
+                        Generation *g = m->working;
+                        uint64_t since = g->flipped_usec ? g->flipped_usec : now(m);
+
+                        m->restart->previous = o;
+                        m->restart->settle_deadline_usec = usec_add(since, settle_usec);
+                        if (m->restart_ops->set_timer(g, m->restart->settle_deadline_usec) >= 0) {
+                                log_info("Generation %" PRIu32 " settles until %" PRIu64 " ms after its flip; generation %" PRIu32
+                                         " stands by.", g->gen, settle_usec / USEC_PER_MSEC, o->gen);
+                                continue;
+                        }
+                        restart_abandon(m);
+                }
                 if (m->working)
                         generation_start_drain(m, o, GEN_EVENT_SUPERSEDED);
                 else if (m->restart_ops->set_working(m, o->slot, GRM_SLOT_NONE) >= 0) {

@@ -114,6 +114,26 @@ serving 5
 load_check "kill after the flip"
 ok "grmd killed between the flip and the drain signal: finished by the next grmd"
 
+# 4b. grmd killed while the restart settles (generation 5 stands by): the next grmd settles the
+#     rest of the time, and the new instance crashing within it is a rollback to generation 5.
+#     The load's flows all open on generation 5 before the restart and last: they never move.
+write_conf "--crash-after 1.2" "SettleSec=3"
+"$GRM_LOAD" --json -f 100 -r 2000 -d 5 --ports 35000-35099 127.0.0.1:9000 >"$WORK/load.json" &
+LOAD=$!
+sleep 0.3
+old=$(grmd_pid)
+echo settle >"$WORK/kill-at"
+grmctl restart >/dev/null 2>&1 || true
+wait_new_grmd "$old"
+wait_for 5 '.generations[] | select(.generation == 6) | .state == "exited" or .state == "failed"' ||
+        fail "generation 6 did not crash"
+wait_for 5 '.grmd.working == 5' || fail "generation 5 not working again after the crash within the settle time"
+[ "$(generation_field 5 state)" = working ] || fail "generation 5 is $(generation_field 5 state)"
+grep -q "settles until" "$WORK/grmd.log" || fail "the settle was not resumed"
+serving 5
+load_check "kill while settling, then a crash within the settle time"
+ok "grmd killed while a restart settled: the next grmd rolled back the crash within the settle time"
+
 # 5. An instance that crashes while draining is reported; nothing else changes.
 write_conf "--ignore-drain"
 grmctl restart >/dev/null || fail "restart failed"

@@ -555,6 +555,73 @@ START_TEST(test_standby_dies) {
 }
 END_TEST
 
+/* grmd dies while a restart settles (takeover: the snapshot has the new generation working and
+ * the old one standing by, no restart and no timers). The new grmd settles the rest of the time
+ * from the flip: a crash within it rolls back (loop 0), the end of it drains the old (loop 1). */
+START_TEST(test_takeover_while_settling) {
+        Manager *m = manager_fake("SettleSec=1s");
+        Generation *g1 = first_start(m), *g2 = request(m);
+        uint64_t flipped;
+
+        instance_ready(m, g2, 10 * USEC_PER_MSEC);
+        flipped = g2->flipped_usec;
+        ck_assert_int_eq(g1->state, GEN_STANDBY);
+        /* what a takeover leaves: the previous grmd's restart and timers are gone */
+        m->restart->requester = NULL;
+        restart_abandon(m);
+        (void) fake_set_timer(g2, USEC_INFINITY);
+        fake.n_results = 0;
+        fake.now += 300 * USEC_PER_MSEC;
+
+        restart_adopt_standby(m);
+        ck_assert_ptr_nonnull(m->restart);
+        ck_assert_ptr_eq(m->restart->gen, g2);
+        ck_assert_ptr_eq(m->restart->previous, g1);
+        ck_assert_int_eq(g1->state, GEN_STANDBY); /* not told to drain */
+        ck_assert_uint_eq(signals_to(1, SIGTERM), 0);
+        ck_assert_uint_eq(timer_of(g2), flipped + USEC_PER_SEC);
+        ck_assert_uint_eq(fake.working_slot, g2->slot);
+
+        if (_i == 0) {
+                fake.now += 200 * USEC_PER_MSEC;
+                restart_on_exited(m, g2, "killed by signal SIGSEGV");
+                /* nobody waits for the result (the requester went with the old grmd) */
+                ck_assert_uint_eq(m->restarts_failed, 1);
+                ck_assert_ptr_null(m->restart);
+                ck_assert_ptr_eq(m->working, g1);
+                ck_assert_int_eq(g1->state, GEN_WORKING);
+                ck_assert_uint_eq(fake.working_slot, g1->slot);
+                ck_assert_uint_eq(signals_to(1, SIGTERM), 0);
+        } else {
+                fake.now = timer_of(g2);
+                restart_on_timer(m, g2);
+                ck_assert_uint_eq(m->restarts_done, 2);
+                ck_assert_ptr_null(m->restart);
+                ck_assert_int_eq(g1->state, GEN_DRAINING);
+                ck_assert_uint_eq(signals_to(1, SIGTERM), 1);
+                ck_assert_ptr_eq(m->working, g2);
+        }
+        manager_fake_free(m);
+}
+END_TEST
+
+/* The same with no settle time in this grmd's config: done at once, the old one drains. */
+START_TEST(test_takeover_standby_no_settle) {
+        Manager *m = manager_fake("SettleSec=1s");
+        Generation *g1 = first_start(m), *g2 = request(m);
+
+        instance_ready(m, g2, 10 * USEC_PER_MSEC);
+        m->restart->requester = NULL;
+        restart_abandon(m);
+        m->config.settle_usec = 0;
+        restart_adopt_standby(m);
+        ck_assert_ptr_null(m->restart);
+        ck_assert_int_eq(g1->state, GEN_DRAINING);
+        ck_assert_ptr_eq(m->working, g2);
+        manager_fake_free(m);
+}
+END_TEST
+
 /* A working generation (settled) crashes: no rollback; replaced after a back-off that doubles
  * while the replacements crash too. */
 START_TEST(test_crash_while_working) {
@@ -711,6 +778,8 @@ static Suite *restart_suite(void) {
         tc = tcase_create("settle");
         tcase_add_test(tc, test_crash_in_settle);
         tcase_add_test(tc, test_standby_dies);
+        tcase_add_loop_test(tc, test_takeover_while_settling, 0, 2);
+        tcase_add_test(tc, test_takeover_standby_no_settle);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("crash_while_working");
