@@ -4,6 +4,13 @@
  * here with --listen), a bound UDP socket or a listening TCP socket, and the fresh sockets each
  * generation gets, cloned from it so they join the same reuseport group with the same options
  * (a TCP clone also listens with the original's backlog before it joins the socket array).
+ *
+ * Owners and address reuse, for servers that bind and connect a socket per client
+ * (ConnectPerClient=, docs/ARCHITECTURE.md "Connect-per-client servers"): the kernel lets a
+ * socket join a reuseport group only if it has the group's owner uid, and lets it bind next to a
+ * connected per-client socket (whose SO_REUSEPORT is cleared) only if both have SO_REUSEADDR.
+ * So a clone gets the original's owner before it binds, and a UDP clone has SO_REUSEADDR just
+ * for its bind(): left on, it would let any user's socket with SO_REUSEADDR bind the address.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,6 +18,7 @@
 #include <net/if.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "macro.h"
@@ -338,6 +346,41 @@ static int copy_tcp_options(int from, int to) {
         return 0;
 }
 
+int group_set_owner(const Group *g, uid_t uid, gid_t gid) {
+        if (fchown(g->fd, uid, gid) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* The original's owner on a fresh socket, before it binds (fchown() of a socket sets the owner
+ * uid the kernel compares, sk_uid: sockfs_setattr() in net/socket.c). */
+static int copy_owner(int from, int to) {
+        struct stat a, b;
+
+        if (fstat(from, &a) < 0 || fstat(to, &b) < 0)
+                return negative_errno();
+        if (a.st_uid == b.st_uid && a.st_gid == b.st_gid)
+                return 0;
+        if (fchown(to, a.st_uid, a.st_gid) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* bind() with SO_REUSEADDR on for the call only: compatible with connected per-client sockets
+ * (their SO_REUSEPORT cleared, SO_REUSEADDR on), and off afterwards, so that a later bind of
+ * someone else's socket without SO_REUSEPORT still conflicts with this one. */
+static int bind_reusing_address(int fd, const struct sockaddr *sa, socklen_t sa_len) {
+        int one = 1, zero = 0, r = 0;
+
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+                return negative_errno();
+        if (bind(fd, sa, sa_len) < 0)
+                r = negative_errno();
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &zero, sizeof(zero)) < 0 && r == 0)
+                r = negative_errno();
+        return r;
+}
+
 int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd) {
         _cleanup_close_ int fd = -EBADF;
         char device[IFNAMSIZ + 1] = "";
@@ -420,8 +463,17 @@ int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd) {
         if (r < 0)
                 return r;
 
-        if (bind(fd, (const struct sockaddr *) &g->sa, g->sa_len) < 0)
-                return negative_errno();
+        r = copy_owner(g->fd, fd);
+        if (r < 0)
+                return r;
+        if (stream) {
+                if (bind(fd, (const struct sockaddr *) &g->sa, g->sa_len) < 0)
+                        return negative_errno();
+        } else {
+                r = bind_reusing_address(fd, (const struct sockaddr *) &g->sa, g->sa_len);
+                if (r < 0)
+                        return r;
+        }
         /* A TCP socket joins the reuseport group (and may enter the socket array) once it
          * listens. */
         if (stream && listen(fd, (int) backlog) < 0)

@@ -330,10 +330,13 @@ bool group_has_address(const Group *g, const char *address);
 int group_discard_queued(const Group *g);
 /* A TCP group's listen backlog, as the original socket has it. -EOPNOTSUPP for UDP. */
 int group_backlog(const Group *g, unsigned *ret);
-/* A fresh socket bound to the group's address, with the original's options (a TCP one also
- * listening, with the original's backlog); receive_buffer (bytes, 0: as the original) sets its
- * SO_RCVBUF. */
+/* A fresh socket bound to the group's address, with the original's options and owner (a TCP
+ * one also listening, with the original's backlog); receive_buffer (bytes, 0: as the original)
+ * sets its SO_RCVBUF. -EPERM from fchown() if grmd cannot give it the original's owner. */
 int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd);
+/* Gives the original socket to uid/gid with fchown(): the owner of a socket is the owner its
+ * reuseport group requires of every socket that joins (ConnectPerClient= under User=). */
+int group_set_owner(const Group *g, uid_t uid, gid_t gid);
 
 /* generation.c */
 /* start_deadline_usec: CLOCK_MONOTONIC time by which READY=1 must come (USEC_INFINITY: never). */
@@ -353,7 +356,7 @@ void generation_tcp(Generation *g, uint64_t *ret_connections, uint64_t *ret_migr
 bool manager_has_tcp(const Manager *m);
 /* why, followed by "(bind(ADDR) failed: ...)" if the instance reported a failed bind(): in buf. */
 const char *generation_explain(Generation *g, const char *why, char *buf, size_t size);
-/* Path of libgrm-bind.so, preloaded into instances with InterceptBind=yes. */
+/* Path of libgrm-bind.so, preloaded into instances with InterceptBind=yes or ConnectPerClient=yes. */
 const char *generation_bind_library(void);
 
 /* sockwatch.c: samples the receive queues of every live generation's UDP sockets each second
