@@ -639,6 +639,12 @@ static int verb_status(int argc, char *argv[]) {
                strempty(ctl_record_get(st, "notify_oversized")), strempty(ctl_record_get(st, "notify_log_suppressed")),
                strempty(ctl_record_get(st, "control_refused")), strempty(ctl_record_get(st, "control_malformed")),
                strempty(ctl_record_get(st, "control_log_suppressed")));
+        if (streq_ptr(ctl_record_get(st, "intercept_bind"), "yes") || streq_ptr(ctl_record_get(st, "connect_per_client"), "yes"))
+                printf("instances: %s%s%s (libgrm-bind.so)\n",
+                       streq_ptr(ctl_record_get(st, "intercept_bind"), "yes") ? "bind intercepted" : "",
+                       streq_ptr(ctl_record_get(st, "intercept_bind"), "yes") &&
+                                       streq_ptr(ctl_record_get(st, "connect_per_client"), "yes") ? ", " : "",
+                       streq_ptr(ctl_record_get(st, "connect_per_client"), "yes") ? "a connected socket per client" : "");
         if (ctl_record_get(st, "quic_config_id"))
                 printf("quic: new generations get config id %s, server ID prefix \"%s\"\n",
                        ctl_record_get(st, "quic_config_id"), strempty(ctl_record_get(st, "quic_server_id_prefix")));

@@ -228,6 +228,9 @@ static void reply_status(CtlConnection *c) {
                                         : m->cgroup_mode == CGROUP_MODE_PROCESS_GROUP ? "process-group" : "unknown");
         if (m->cgroup_base[0])
                 ctl_writer_add(&w, "cgroup", m->cgroup_base);
+        /* What new generations get: libgrm-bind.so's two modes (InterceptBind=, ConnectPerClient=). */
+        ctl_writer_add(&w, "intercept_bind", m->config.intercept_bind > 0 ? "yes" : "no");
+        ctl_writer_add(&w, "connect_per_client", m->config.connect_per_client > 0 ? "yes" : "no");
         /* The table's own size: one taken over from an earlier grmd keeps its size. */
         ctl_writer_add_u64(&w, "flow_table_size", steering_flow_table_size(m->steering));
         ctl_writer_add_u64(&w, "flows_per_source", (uint64_t) m->config.flows_per_source);

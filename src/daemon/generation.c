@@ -212,8 +212,8 @@ int generation_watch(Generation *g) {
 static bool env_is_ours(const char *e) {
         static const char *const prefixes[] = {
                 "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "WATCHDOG_PID=",
-                "WATCHDOG_USEC=", "GRM_GENERATION=", "GRM_BIND_FDS=", "GRM_QUIC_SERVER_IDS=",
-                "GRM_QUIC_CONFIG_ID=",
+                "WATCHDOG_USEC=", "GRM_GENERATION=", "GRM_BIND_FDS=", "GRM_BIND_INTERCEPT=",
+                "GRM_BIND_PER_CLIENT=", "GRM_QUIC_SERVER_IDS=", "GRM_QUIC_CONFIG_ID=",
         };
         for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
                 if (strncmp(e, prefixes[i], strlen(prefixes[i])) == 0)
@@ -221,16 +221,19 @@ static bool env_is_ours(const char *e) {
         return false;
 }
 
-/* The preload library of --intercept-bind: $GRM_BIND_LIBRARY (an uninstalled build, the
- * tests), else where meson installed it. */
+/* The preload library of --intercept-bind and --connect-per-client: $GRM_BIND_LIBRARY (an
+ * uninstalled build, the tests), else where meson installed it. */
 const char *generation_bind_library(void) {
         const char *p = getenv("GRM_BIND_LIBRARY");
         return p && *p == '/' ? p : GRM_BIND_LIBRARY;
 }
 
-/* LD_PRELOAD with the library first, and GRM_BIND_FDS naming every socket the instance gets
- * (the library reads their addresses from the sockets themselves). */
-static int add_bind_interception(char ***env, unsigned n_fds) {
+/* LD_PRELOAD with the library first, GRM_BIND_FDS naming every socket the instance gets (the
+ * library reads their addresses from the sockets themselves: the addresses grm manages), and
+ * what the library does with a bind() of one of them: GRM_BIND_INTERCEPT=1 hands out the
+ * generation's sockets (InterceptBind=), GRM_BIND_PER_CLIENT=1 binds per-client sockets into
+ * grm's group and takes them out at connect() (ConnectPerClient=; src/preload/grm-bind.c). */
+static int add_bind_interception(char ***env, unsigned n_fds, bool intercept, bool per_client) {
         const char *preload = getenv("LD_PRELOAD");
         char fds[GRM_MAX_GROUPS * GRM_MAX_SOCKS_PER_GEN * 6 + 16] = "GRM_BIND_FDS=";
         size_t len = strlen(fds);
@@ -242,6 +245,14 @@ static int add_bind_interception(char ***env, unsigned n_fds) {
         r = strv_extend(env, fds);
         if (r < 0)
                 return r;
+        r = strv_extend(env, intercept ? "GRM_BIND_INTERCEPT=1" : "GRM_BIND_INTERCEPT=0");
+        if (r < 0)
+                return r;
+        if (per_client) {
+                r = strv_extend(env, "GRM_BIND_PER_CLIENT=1");
+                if (r < 0)
+                        return r;
+        }
         if (asprintf(&e, "LD_PRELOAD=%s%s%s", generation_bind_library(), preload && *preload ? ":" : "",
                      strempty(preload)) < 0)
                 return -ENOMEM;
@@ -321,7 +332,8 @@ static int add_quic_environment(char ***env, const Config *config, unsigned slot
 }
 
 static int build_environment(Manager *m, uint32_t gen, unsigned slot, const Config *config,
-                             unsigned n_fds, unsigned per_group, bool intercept_bind, char ***ret) {
+                             unsigned n_fds, unsigned per_group, char ***ret) {
+        bool intercept_bind = config->intercept_bind > 0, preload = intercept_bind || config->connect_per_client > 0;
         _cleanup_strv_free_ char **env = NULL;
         _cleanup_free_ char *names = NULL;
         size_t names_len = 0;
@@ -329,13 +341,13 @@ static int build_environment(Manager *m, uint32_t gen, unsigned slot, const Conf
         int r;
 
         for (char **i = environ; i && *i; i++)
-                if (!env_is_ours(*i) && !(intercept_bind && strncmp(*i, "LD_PRELOAD=", 11) == 0)) {
+                if (!env_is_ours(*i) && !(preload && strncmp(*i, "LD_PRELOAD=", 11) == 0)) {
                         r = strv_extend(&env, *i);
                         if (r < 0)
                                 return r;
                 }
-        if (intercept_bind) {
-                r = add_bind_interception(&env, n_fds);
+        if (preload) {
+                r = add_bind_interception(&env, n_fds, intercept_bind, config->connect_per_client > 0);
                 if (r < 0)
                         return r;
         }
@@ -426,14 +438,41 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
         for (unsigned i = 0; i < g->n_fds; i++)
                 g->fds[i] = -EBADF;
 
+        r = spawn_resolve_user(config->user, &user);
+        if (r < 0) {
+                r = log_error_errno(r, "Failed to resolve user '%s': %s", config->user,
+                                    r == -ESRCH ? "no such user" : strerror(-r));
+                goto fail;
+        }
+        if (config->connect_per_client > 0 && user.set)
+                /* The instance's per-client sockets can only join a group of their own uid: the
+                 * whole group becomes the user's, the original first, and every new socket gets
+                 * the original's owner (group_open_socket()). */
+                for (unsigned gi = 0; gi < m->n_groups; gi++) {
+                        if (m->groups[gi].type != SOCK_DGRAM)
+                                continue;
+                        r = group_set_owner(&m->groups[gi], user.uid, user.gid);
+                        if (r < 0) {
+                                r = log_error_errno(r, "Failed to give the socket of %s to user %s (uid %u) for ConnectPerClient=yes: %m%s",
+                                                    m->groups[gi].address, user.name ? user.name : config->user,
+                                                    (unsigned) user.uid,
+                                                    r == -EPERM ? " (grmd needs CAP_CHOWN for ConnectPerClient= with User=: docs/SYSTEMD.md)" : "");
+                                goto fail;
+                        }
+                }
+
         /* Sockets first: they join the group and the maps before the instance exists. */
         for (unsigned gi = 0; gi < m->n_groups; gi++)
                 for (unsigned k = 0; k < per_group; k++) {
                         int *fd = &g->fds[gi * per_group + k];
                         r = group_open_socket(&m->groups[gi], config->receive_buffer, fd);
                         if (r < 0) {
-                                r = log_error_errno(r, "Failed to open socket for generation %" PRIu32 " on %s: %m",
-                                                    gen, m->groups[gi].address);
+                                r = log_error_errno(r, "Failed to open socket for generation %" PRIu32 " on %s: %m%s",
+                                                    gen, m->groups[gi].address,
+                                                    r == -EPERM ? " (giving it the original socket's owner needs CAP_CHOWN)"
+                                                    : r == -EADDRINUSE && config->connect_per_client > 0
+                                                            ? " (with ConnectPerClient=, a running generation's sockets have another owner: were User= or ConnectPerClient= changed while it runs? Stop the service and start it again)"
+                                                            : "");
                                 goto fail;
                         }
                         socklen_t clen = sizeof(uint64_t);
@@ -469,17 +508,19 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                             quic_lb_prefix_to_string(&config->quic_prefix, hex), config->quic_config_id);
         }
 
-        r = spawn_resolve_user(config->user, &user);
-        if (r < 0) {
-                r = log_error_errno(r, "Failed to resolve user '%s': %s", config->user,
-                                    r == -ESRCH ? "no such user" : strerror(-r));
-                goto fail;
-        }
-        if (config->intercept_bind && access(generation_bind_library(), R_OK) < 0) {
-                r = log_error_errno(errno, "InterceptBind=yes, but its library %s cannot be read: %m",
+        if ((config->intercept_bind > 0 || config->connect_per_client > 0) &&
+            access(generation_bind_library(), R_OK) < 0) {
+                r = log_error_errno(errno, "%s=yes, but its library %s cannot be read: %m",
+                                    config->intercept_bind > 0 ? "InterceptBind" : "ConnectPerClient",
                                     generation_bind_library());
                 goto fail;
         }
+        if (config->connect_per_client > 0 && config->intercept_bind <= 0 && program_is_static(config->command[0]))
+                /* Nothing fails: its per-client sockets just stay outside grm's reach. */
+                log_warning("ConnectPerClient=yes, but %s is statically linked: the preload library cannot "
+                            "see its bind() and connect(), so its per-client sockets are not kept out of the way "
+                            "of later generations (docs/SERVERS.md, \"Connect-per-client servers\").",
+                            config->command[0]);
         if (config->intercept_bind > 0 && program_is_static(config->command[0])) {
                 /* It starts anyway (it may use socket activation after all), but a bind of its
                  * own will meet grm's sockets: say why before it fails. */
@@ -488,7 +529,7 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                             config->command[0]);
                 g->bind_error = strdup("its program is statically linked: bind interception cannot reach it");
         }
-        r = build_environment(m, gen, slot, config, g->n_fds, per_group, config->intercept_bind > 0, &env);
+        r = build_environment(m, gen, slot, config, g->n_fds, per_group, &env);
         if (r < 0) {
                 r = log_error_errno(r, "Failed to build the instance environment: %m");
                 goto fail;

@@ -43,6 +43,8 @@ static void help(void) {
                "     --user USER                   run instances as USER (no capabilities either way)\n"
                "     --intercept-bind              instances that bind their own sockets get grm's\n"
                "                                   (for servers without socket activation)\n"
+               "     --connect-per-client          instances bind and connect a socket per client\n"
+               "                                   on grm's addresses (keeps them in grm's group)\n"
                "  -h --help                        show this help\n"
                "     --version                     show the version\n"
                "\n"
@@ -64,6 +66,7 @@ enum {
         ARG_EXEC_CHECK,
         ARG_USER,
         ARG_INTERCEPT_BIND,
+        ARG_CONNECT_PER_CLIENT,
         ARG_QUIC_PREFIX,
         ARG_QUIC_CONFIG_ID,
 };
@@ -88,6 +91,7 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                 { "exec-check", required_argument, NULL, ARG_EXEC_CHECK },
                 { "user", required_argument, NULL, ARG_USER },
                 { "intercept-bind", no_argument, NULL, ARG_INTERCEPT_BIND },
+                { "connect-per-client", no_argument, NULL, ARG_CONNECT_PER_CLIENT },
                 { "quic-server-id-prefix", required_argument, NULL, ARG_QUIC_PREFIX },
                 { "quic-config-id", required_argument, NULL, ARG_QUIC_CONFIG_ID },
                 {}
@@ -204,6 +208,9 @@ static int parse_argv(int argc, char *argv[], Manager *m) {
                         break;
                 case ARG_INTERCEPT_BIND:
                         c->intercept_bind = 1;
+                        break;
+                case ARG_CONNECT_PER_CLIENT:
+                        c->connect_per_client = 1;
                         break;
                 case ARG_QUIC_PREFIX:
                         r = quic_lb_parse_prefix(optarg, &c->quic_prefix);

@@ -51,12 +51,22 @@ static void handle_message(Manager *m, Generation *g, const NotifyMessage *msg) 
                 bool managed = false;
                 for (unsigned i = 0; i < m->n_groups && !managed; i++)
                         managed = streq(m->groups[i].address, msg->bind_address);
-                log_warning("Generation %" PRIu32 " (pid %d): its bind() of %s failed: %s%s", g->gen, (int) g->pid,
-                            msg->bind_address, strerror(msg->bind_errno),
-                            managed ? " (it has taken every socket its generation has there: raise SocketsPerGeneration=)"
-                            : msg->bind_errno == EADDRINUSE
-                                    ? " (not an address grmd manages, and in use: by the older generation if it binds it too)"
-                                    : " (not an address grmd manages)");
+                if (managed && m->config.connect_per_client > 0)
+                        /* A per-client socket (one per new client, so rate-limited): grm's sockets are
+                         * another user's, or something else holds the address without SO_REUSEPORT. */
+                        notify_warn(m, msg->bind_errno,
+                                    "Generation %" PRIu32 " (pid %d): a per-client bind() of %s failed: %s%s", g->gen,
+                                    (int) g->pid, msg->bind_address, strerror(msg->bind_errno),
+                                    msg->bind_errno == EADDRINUSE
+                                            ? " (the address is held by a socket of another user or one without SO_REUSEPORT; see \"Connect-per-client servers\" in docs/SERVERS.md)"
+                                            : "");
+                else
+                        log_warning("Generation %" PRIu32 " (pid %d): its bind() of %s failed: %s%s", g->gen, (int) g->pid,
+                                    msg->bind_address, strerror(msg->bind_errno),
+                                    managed ? " (it has taken every socket its generation has there: raise SocketsPerGeneration=)"
+                                    : msg->bind_errno == EADDRINUSE
+                                            ? " (not an address grmd manages, and in use: by the older generation if it binds it too)"
+                                            : " (not an address grmd manages)");
         }
         if (msg->errno_value > 0 && g->state == GEN_STARTING) {
                 char why[96], buf[256];

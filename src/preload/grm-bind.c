@@ -1,14 +1,33 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libgrm-bind.so: bind interception for servers that open their own sockets (grmd
- * --intercept-bind, InterceptBind=yes). grmd starts the instance with this library in
- * LD_PRELOAD, its generation's sockets at fds 3... as usual, and GRM_BIND_FDS listing them.
- * When the instance binds a socket of its own to an address one of those sockets is bound to
- * (same family, type and address, port not 0), bind() puts the generation's socket in its
- * place: dup3() onto the instance's descriptor number, so the descriptor it holds is the socket
- * grmd registered in the steering maps, bound already (no capability needed, no EADDRINUSE).
- * Options the instance set before bind() that make sense on the new socket are copied over
- * (see copied_options[]). Every other bind() is the kernel's.
+ * --intercept-bind, InterceptBind=yes), and the per-client sockets of servers that connect a
+ * socket per client (grmd --connect-per-client, ConnectPerClient=yes).
+ *
+ * grmd starts the instance with this library in LD_PRELOAD, its generation's sockets at fds
+ * 3... as usual, GRM_BIND_FDS listing them (their addresses are the ones grm manages),
+ * GRM_BIND_INTERCEPT=1 for InterceptBind= and GRM_BIND_PER_CLIENT=1 for ConnectPerClient=.
+ *
+ * Interception: when the instance binds a socket of its own to an address one of those sockets
+ * is bound to (same family, type and address, port not 0), bind() puts the generation's socket
+ * in its place: dup3() onto the instance's descriptor number, so the descriptor it holds is the
+ * socket grmd registered in the steering maps, bound already (no capability needed, no
+ * EADDRINUSE). Options the instance set before bind() that make sense on the new socket are
+ * copied over (see copied_options[]).
+ *
+ * Per-client sockets: a UDP socket with SO_REUSEPORT bound to a managed address (once the
+ * generation's sockets for it are handed out, or always without InterceptBind=) is bound by the
+ * kernel with SO_REUSEADDR added: it joins grm's reuseport group, where grm's program never
+ * selects it (it is in no socket array), so no datagram of another client reaches it before its
+ * connect(). connect() of such a socket then clears SO_REUSEPORT right after the kernel
+ * connected it: connect() takes it out of the group, and a connected socket that still had
+ * SO_REUSEPORT would be the one the next reuseport bind on the port joins (the newest in the
+ * port's hash chain), making a new group without grm's program. SO_REUSEADDR keeps binds
+ * compatible with it once cleared (grmd sets SO_REUSEADDR around each generation bind too).
+ * Both steps run under the library's mutex, so no thread of the process binds between a
+ * connect and its clear (docs/ARCHITECTURE.md, "Connect-per-client servers").
+ *
+ * Every other bind() and connect() is the kernel's.
  *
  * Invariants:
  *  - Only the process grmd spawned (LISTEN_PID) and its forks use the table: a program it
@@ -16,7 +35,8 @@
  *  - A generation socket is handed out once: after the swap its inherited descriptor is
  *    closed, so the socket lives exactly as long as the instance's own descriptor (grmd's
  *    rule: a closed socket leaves the group at once). A second bind() to an address whose
- *    sockets are all handed out fails with EADDRINUSE, as it would without grm.
+ *    sockets are all handed out fails with EADDRINUSE, as it would without grm, unless it is a
+ *    per-client socket.
  *  - The table is read-only after the constructor but for the "taken" marks, which a mutex
  *    guards (threads bind concurrently; pthread_atfork keeps a fork from inheriting it held).
  *  - Nothing here allocates after the constructor, logs to anything but stderr, or changes
@@ -27,7 +47,7 @@
  * names the address, and with a line on stderr.
  *
  * Not covered, by construction: statically linked programs (Go, musl static builds: LD_PRELOAD
- * is not read), binds issued by io_uring (IORING_OP_BIND) or raw syscall(2), and programs that
+ * is not read), binds and connects issued by io_uring or raw syscall(2), and programs that
  * close their socket and bind a new one (the generation socket is gone with the first).
  */
 #include <dlfcn.h>
@@ -69,12 +89,15 @@ typedef struct Entry {
 static Entry entries[GRM_BIND_MAX];
 static unsigned n_entries;
 static bool enabled;
+static bool intercept = true;  /* GRM_BIND_INTERCEPT (unset: yes): hand out the generation's sockets */
+static bool per_client;        /* GRM_BIND_PER_CLIENT=1: per-client sockets join grm's group */
 static char notify_path[sizeof(((struct sockaddr_un *) 0)->sun_path)];
 static socklen_t notify_len;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int (*real_bind)(int, const struct sockaddr *, socklen_t);
 static int (*real_setsockopt)(int, int, int, const void *, socklen_t);
+static int (*real_connect)(int, const struct sockaddr *, socklen_t);
 
 static void lock_table(void) {
         pthread_mutex_lock(&lock);
@@ -157,12 +180,14 @@ static void add_entry(int fd) {
 }
 
 __attribute__((constructor)) static void grm_bind_init(void) {
-        const char *fds = getenv("GRM_BIND_FDS"), *pid = getenv("LISTEN_PID"), *ns = getenv("NOTIFY_SOCKET");
+        const char *fds = getenv("GRM_BIND_FDS"), *pid = getenv("LISTEN_PID"), *ns = getenv("NOTIFY_SOCKET"),
+                   *ic = getenv("GRM_BIND_INTERCEPT"), *pc = getenv("GRM_BIND_PER_CLIENT");
         char *end;
 
         real_bind = (int (*)(int, const struct sockaddr *, socklen_t)) dlsym(RTLD_NEXT, "bind");
         real_setsockopt = (int (*)(int, int, int, const void *, socklen_t)) dlsym(RTLD_NEXT, "setsockopt");
-        if (!real_bind || !real_setsockopt || !fds || !pid)
+        real_connect = (int (*)(int, const struct sockaddr *, socklen_t)) dlsym(RTLD_NEXT, "connect");
+        if (!real_bind || !real_setsockopt || !real_connect || !fds || !pid)
                 return;
         if (parse_int(pid, &end) != (int) getpid() || *end)
                 return; /* a program the instance executed: these descriptors are not its */
@@ -188,6 +213,8 @@ __attribute__((constructor)) static void grm_bind_init(void) {
                         notify_path[0] = 0;
                 notify_len = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(ns));
         }
+        intercept = !ic || strcmp(ic, "0") != 0;
+        per_client = pc && strcmp(pc, "1") == 0;
         pthread_atfork(lock_table, unlock_table, unlock_table);
         enabled = n_entries > 0;
 }
@@ -289,7 +316,8 @@ static void copy_options(int from, int to, int family, int type) {
 }
 
 /* The generation's unclaimed socket for this address, or -EADDRINUSE if the address is grm's
- * but every socket of it is taken, or -ENOENT if grm does not manage it. */
+ * but every socket of it is taken (or none is handed out: no InterceptBind=), or -ENOENT if
+ * grm does not manage it. */
 static int find_entry(int family, int type, const struct sockaddr *sa, Entry **ret) {
         bool managed = false;
 
@@ -298,7 +326,7 @@ static int find_entry(int family, int type, const struct sockaddr *sa, Entry **r
                 if (e->family != family || e->type != type || !same_address((struct sockaddr *) &e->sa, sa))
                         continue;
                 managed = true;
-                if (e->fd >= 0) {
+                if (intercept && e->fd >= 0) {
                         *ret = e;
                         return 0;
                 }
@@ -316,6 +344,42 @@ static bool is_generation_socket(int fd) {
                 if (entries[i].cookie == cookie)
                         return true;
         return false;
+}
+
+/* A per-client socket: SO_REUSEADDR added for its bind (it stays on: the connected socket must
+ * not conflict with the binds after it once its SO_REUSEPORT is cleared), then the kernel's
+ * bind, which puts it in grm's group. Called with the mutex held. Returns 0 or -errno, with
+ * SO_REUSEADDR as it was if the bind failed. */
+static int bind_per_client(int fd, const struct sockaddr *addr, socklen_t len) {
+        int one = 1, was = socket_int(fd, SOL_SOCKET, SO_REUSEADDR), r = 0;
+
+        if (real_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+                return -errno;
+        if (real_bind(fd, addr, len) < 0) {
+                r = -errno;
+                if (was == 0)
+                        (void) real_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &was, sizeof(was));
+        }
+        return r;
+}
+
+/* Whether fd is a per-client socket this library bound: UDP, bound to a managed address with
+ * SO_REUSEADDR and SO_REUSEPORT, not connected, and not one of the generation's sockets. */
+static bool is_unconnected_per_client(int fd) {
+        struct sockaddr_storage local, peer;
+        socklen_t local_len = sizeof(local), peer_len = sizeof(peer);
+        bool managed = false;
+
+        if (socket_int(fd, SOL_SOCKET, SO_TYPE) != SOCK_DGRAM || socket_int(fd, SOL_SOCKET, SO_REUSEPORT) <= 0 ||
+            socket_int(fd, SOL_SOCKET, SO_REUSEADDR) <= 0)
+                return false;
+        if (getsockname(fd, (struct sockaddr *) &local, &local_len) < 0 ||
+            getpeername(fd, (struct sockaddr *) &peer, &peer_len) == 0 || errno != ENOTCONN)
+                return false;
+        for (unsigned i = 0; i < n_entries && !managed; i++)
+                managed = entries[i].type == SOCK_DGRAM &&
+                          same_address((struct sockaddr *) &entries[i].sa, (struct sockaddr *) &local);
+        return managed && !is_generation_socket(fd);
 }
 
 EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len) {
@@ -350,6 +414,17 @@ EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len) {
 
         lock_table();
         r = find_entry(family, type, addr, &e);
+        if (r == -EADDRINUSE && per_client && type == SOCK_DGRAM && socket_int(fd, SOL_SOCKET, SO_REUSEPORT) > 0) {
+                r = bind_per_client(fd, addr, len);
+                unlock_table();
+                if (r < 0) {
+                        report_failure(type, addr, -r);
+                        errno = -r;
+                        return -1;
+                }
+                errno = saved;
+                return 0;
+        }
         if (r == 0) {
                 int fd_flags = fcntl(fd, F_GETFD), fl_flags = fcntl(fd, F_GETFL);
 
@@ -372,6 +447,14 @@ EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len) {
         if (r == 0) {
                 errno = saved;
                 return 0;
+        }
+        if (r == -EADDRINUSE && !intercept) {
+                /* Nothing to hand out and not a per-client socket: the kernel's bind, as if
+                 * the library were not there. */
+                r = real_bind(fd, addr, len);
+                if (r < 0 && (errno == EADDRINUSE || errno == EACCES || errno == EPERM || errno == EADDRNOTAVAIL))
+                        report_failure(type, addr, errno);
+                return r;
         }
         if (r == -EADDRINUSE) {
                 /* Every socket the generation has for this address is taken: as if another
@@ -401,4 +484,33 @@ EXPORT int setsockopt(int fd, int level, int option, const void *value, socklen_
             is_generation_socket(fd))
                 return 0;
         return real_setsockopt(fd, level, option, value, len);
+}
+
+/* A per-client socket leaves grm's group when the kernel connects it; clearing SO_REUSEPORT
+ * right after, under the mutex the per-client binds take, means no later bind of this process
+ * can join it there. A failed connect leaves it as it was: in grm's group, unselected. */
+EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
+        int r, zero = 0, saved, error;
+
+        if (!real_connect) {
+                errno = ENOSYS;
+                return -1;
+        }
+        saved = errno;
+        if (!enabled || !per_client || !addr || len < sizeof(sa_family_t) || addr->sa_family == AF_UNSPEC ||
+            !is_unconnected_per_client(fd)) {
+                errno = saved;
+                return real_connect(fd, addr, len);
+        }
+        errno = saved;
+        lock_table();
+        r = real_connect(fd, addr, len);
+        error = r < 0 ? errno : saved;
+        if (r == 0 && real_setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof(zero)) < 0) {
+                static const char msg[] = "grm-bind: could not clear SO_REUSEPORT on a connected per-client socket\n";
+                (void) !write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        }
+        unlock_table();
+        errno = error;
+        return r;
 }

@@ -725,6 +725,7 @@ void config_init(Config *c) {
                 .drain_timeout_usec = UINT64_MAX,
                 .settle_usec = UINT64_MAX,
                 .intercept_bind = -1,
+                .connect_per_client = -1,
         };
 }
 
@@ -807,6 +808,8 @@ int config_merge(Config *dst, const Config *src) {
                 dst->drain_signal = src->drain_signal;
         if (src->intercept_bind >= 0)
                 dst->intercept_bind = src->intercept_bind;
+        if (src->connect_per_client >= 0)
+                dst->connect_per_client = src->connect_per_client;
         if (src->quic_prefix_set) {
                 dst->quic_prefix = src->quic_prefix;
                 dst->quic_prefix_set = true;
@@ -838,6 +841,8 @@ void config_fill_defaults(Config *c) {
                 c->drain_signal = SIGTERM;
         if (c->intercept_bind < 0)
                 c->intercept_bind = 0;
+        if (c->connect_per_client < 0)
+                c->connect_per_client = 0;
         if (!c->quic_prefix_set) {
                 c->quic_prefix = (QuicLbPrefix) {};
                 c->quic_prefix_set = true;
@@ -1276,6 +1281,17 @@ static int config_parse_intercept_bind(Config *c, const char *value, const char 
         return 0;
 }
 
+static int config_parse_connect_per_client(Config *c, const char *value, const char **ret_why) {
+        int b = parse_boolean(value);
+
+        if (b < 0) {
+                *ret_why = "expected a boolean (yes or no)";
+                return -EINVAL;
+        }
+        c->connect_per_client = b;
+        return 0;
+}
+
 static int config_parse_control_socket(Config *c, const char *value, const char **ret_why) {
         char *p;
 
@@ -1313,6 +1329,7 @@ static const struct {
         { "Instance", "DrainSignal",          config_parse_drain_signal },
         { "Instance", "SettleSec",            config_parse_settle },
         { "Instance", "InterceptBind",        config_parse_intercept_bind },
+        { "Instance", "ConnectPerClient",     config_parse_connect_per_client },
         { "Control",  "Socket",               config_parse_control_socket },
         /* systemd's spelling of the same settings (a .socket's ListenDatagram=, ListenStream=, a .service's
          * TimeoutStartSec=, TimeoutStopSec=, KillSignal=), so a unit's values can be copied

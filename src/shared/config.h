@@ -60,6 +60,7 @@ typedef struct Config {
         char **exec_check;              /* argv; NULL = unset */
         char *user;                     /* NULL = unset (run as grmd's own user) */
         int intercept_bind;             /* InterceptBind=: 1 yes, 0 no; -1 = unset */
+        int connect_per_client;         /* ConnectPerClient=: 1 yes, 0 no; -1 = unset */
         char **command;                 /* argv of the application; NULL = unset */
 } Config;
 

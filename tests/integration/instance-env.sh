@@ -1,7 +1,8 @@
 #!/bin/bash
 # What an instance gets: LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES for several addresses and
 # several sockets each, NOTIFY_SOCKET, GRM_GENERATION, GRM_QUIC_SERVER_IDS and GRM_QUIC_CONFIG_ID,
-# the configured user, no capabilities.
+# the configured user, no capabilities; with --connect-per-client under --user also the
+# preload library's variables, the setting in grmctl status, and the sockets given to the user.
 . "$(dirname "$0")/lib.sh"
 
 start_grmd --listen udp:127.0.0.1:9000 --listen 'udp:[::1]:9001' --sockets-per-generation 2 \
@@ -31,7 +32,40 @@ n=$(find /proc/"$pid"/fd -lname 'socket:*' | wc -l)
 [ "$(send_udp 127.0.0.1 9000)" = 1 ] || fail "IPv4 address not served"
 [ "$(send_udp '[::1]' 9001)" = 1 ] || fail "IPv6 address not served"
 [ "$(status_json | jq '.groups | length')" = 2 ] || fail "expected two groups"
+[ -z "$(env_of GRM_BIND_FDS)" ] && [ -z "$(env_of LD_PRELOAD)" ] || fail "preload variables without --connect-per-client"
+[ "$(status_json | jq -r .grmd.connect_per_client)" = no ] || fail "connect_per_client: $(status_json | jq .grmd)"
+owner=$(stat -L -c %u /proc/"$pid"/fd/3)
+[ "$owner" = 0 ] || fail "socket owned by uid $owner without --connect-per-client"
 ok "instance environment, user and capabilities"
+stop_grmd || fail "grmd did not exit cleanly"
+
+# ConnectPerClient= under User=: the library in per-client mode, the group's sockets (the
+# original and each generation's) given to the user, the setting in grmctl status.
+start_grmd --listen udp:127.0.0.1:9000 --listen tcp:127.0.0.1:9002 --user nobody --connect-per-client -- "$GRM_ECHO"
+pid=$(generation_field 1 pid)
+env_of LD_PRELOAD | grep -q "^$GRM_BIND_LIBRARY" || fail "LD_PRELOAD=$(env_of LD_PRELOAD)"
+[ "$(env_of GRM_BIND_FDS)" = "3 4" ] || fail "GRM_BIND_FDS=$(env_of GRM_BIND_FDS)"
+[ "$(env_of GRM_BIND_INTERCEPT)" = 0 ] || fail "GRM_BIND_INTERCEPT=$(env_of GRM_BIND_INTERCEPT)"
+[ "$(env_of GRM_BIND_PER_CLIENT)" = 1 ] || fail "GRM_BIND_PER_CLIENT=$(env_of GRM_BIND_PER_CLIENT)"
+nobody=$(id -u nobody)
+owner=$(stat -L -c %u /proc/"$pid"/fd/3)
+[ "$owner" = "$nobody" ] || fail "UDP generation socket owned by uid $owner, not nobody ($nobody)"
+owner=$(stat -L -c %u /proc/"$pid"/fd/4)
+[ "$owner" = 0 ] || fail "TCP listener owned by uid $owner: only UDP groups are given to the user"
+# grmd's original socket (ss prints uid: only when it is not 0).
+ss -Huanpe 'sport = :9000' | grep "pid=$GRMD_PID," | grep -q " uid:$nobody " ||
+        fail "original UDP socket not given to nobody: $(ss -Huanpe 'sport = :9000')"
+[ "$(status_json | jq -r .grmd.connect_per_client)" = yes ] || fail "connect_per_client: $(status_json | jq .grmd)"
+[ "$(status_json | jq -r .grmd.intercept_bind)" = no ] || fail "intercept_bind: $(status_json | jq .grmd)"
+grmctl status | grep -q "^instances: a connected socket per client (libgrm-bind.so)" ||
+        fail "status text: $(grmctl status)"
+[ "$(send_udp 127.0.0.1 9000)" = 1 ] || fail "not served under --connect-per-client"
+grmctl restart >/dev/null || fail "restart under --connect-per-client failed"
+pid=$(generation_field 2 pid)
+owner=$(stat -L -c %u /proc/"$pid"/fd/3)
+[ "$owner" = "$nobody" ] || fail "generation 2's socket owned by uid $owner"
+[ "$(send_udp 127.0.0.1 9000)" = 2 ] || fail "not served by generation 2 after a restart"
+ok "--connect-per-client: per-client mode, sockets given to the user, shown in status"
 
 # A socket without SO_REUSEPORT from systemd is refused with advice.
 python3 - "$GRMD" <<'PY' >"$WORK/noreuse.out" 2>&1 && fail "grmd accepted a socket without SO_REUSEPORT"

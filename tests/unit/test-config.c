@@ -612,6 +612,7 @@ static void assert_unset(const Config *c) {
         ck_assert(!c->quic_prefix_set);
         ck_assert_int_eq(c->quic_config_id, -1);
         ck_assert_int_eq(c->intercept_bind, -1);
+        ck_assert_int_eq(c->connect_per_client, -1);
         ck_assert_ptr_null(c->exec_check);
         ck_assert_ptr_null(c->user);
         ck_assert_ptr_null(c->command);
@@ -889,6 +890,38 @@ START_TEST(test_parse_string_intercept_bind) {
         free(TAKE_PTR(error));
         ck_assert_int_eq(config_parse_string(S("[Steering]\nInterceptBind=yes\n"), "d", &c, &error), -EINVAL);
         ck_assert_str_eq(error, "d:2: Unknown key InterceptBind= in section [Steering]");
+}
+END_TEST
+
+/* ConnectPerClient= likewise: a boolean of [Instance], independent of InterceptBind=. */
+START_TEST(test_parse_string_connect_per_client) {
+        _cleanup_(config_done) Config c, d;
+        _cleanup_free_ char *error = NULL;
+
+        config_init(&c);
+        config_init(&d);
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nConnectPerClient=yes\n"), "a", &c, NULL), 0);
+        ck_assert_int_eq(c.connect_per_client, 1);
+        ck_assert_int_eq(c.intercept_bind, -1);
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nConnectPerClient=no\nInterceptBind=yes\n"), "b", &d, NULL), 0);
+        ck_assert_int_eq(d.connect_per_client, 0);
+        ck_assert_int_eq(d.intercept_bind, 1);
+        ck_assert_int_eq(config_merge(&c, &d), 0);
+        ck_assert_int_eq(c.connect_per_client, 0);
+        ck_assert_int_eq(c.intercept_bind, 1);
+        config_done(&d);
+        config_init(&d);
+        ck_assert_int_eq(config_merge(&c, &d), 0); /* unset leaves it */
+        ck_assert_int_eq(c.connect_per_client, 0);
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nConnectPerClient=sometimes\n"), "c", &c, &error), -EINVAL);
+        ck_assert_str_eq(error, "c:2: Invalid ConnectPerClient=sometimes: expected a boolean (yes or no)");
+        ck_assert_int_eq(c.connect_per_client, 0);
+        free(TAKE_PTR(error));
+        ck_assert_int_eq(config_parse_string(S("[Instance]\nConnectPerClient=\n"), "e", &c, &error), -EINVAL);
+        ck_assert_str_eq(error, "e:2: Invalid ConnectPerClient=: expected a boolean (yes or no)");
+        free(TAKE_PTR(error));
+        ck_assert_int_eq(config_parse_string(S("[Listen]\nConnectPerClient=yes\n"), "d", &c, &error), -EINVAL);
+        ck_assert_str_eq(error, "d:2: Unknown key ConnectPerClient= in section [Listen]");
 }
 END_TEST
 
@@ -1339,6 +1372,7 @@ START_TEST(test_fill_defaults) {
         ck_assert_uint_eq(c.drain_timeout_usec, SEC(60));
         ck_assert_int_eq(c.drain_signal, SIGTERM);
         ck_assert_int_eq(c.intercept_bind, 0);
+        ck_assert_int_eq(c.connect_per_client, 0);
         ck_assert(c.quic_prefix_set);
         ck_assert_uint_eq(c.quic_prefix.len, 0);
         ck_assert_int_eq(c.quic_config_id, 0);
@@ -1616,6 +1650,7 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_parse_string_override);
         tcase_add_test(tc, test_parse_string_systemd_spelling);
         tcase_add_test(tc, test_parse_string_intercept_bind);
+        tcase_add_test(tc, test_parse_string_connect_per_client);
         tcase_add_test(tc, test_parse_string_settle);
         tcase_add_test(tc, test_parse_string_syntax);
         tcase_add_loop_test(tc, test_parse_string_bad, 0, (int) ELEMENTSOF(bad_configs));
