@@ -66,6 +66,21 @@ owner=$(stat -L -c %u /proc/"$pid"/fd/3)
 [ "$owner" = "$nobody" ] || fail "generation 2's socket owned by uid $owner"
 [ "$(send_udp 127.0.0.1 9000)" = 2 ] || fail "not served by generation 2 after a restart"
 ok "--connect-per-client: per-client mode, sockets given to the user, shown in status"
+stop_grmd || fail "grmd did not exit cleanly"
+
+# Without CAP_CHOWN grmd cannot give the sockets to the user: no generation starts, and the
+# log says what is missing (the failure docs/SYSTEMD.md's capability table quotes).
+capsh --drop=cap_chown -- -c 'exec "$0" "$@"' "$GRMD" --control "$SOCK" --listen udp:127.0.0.1:9000 \
+        --user nobody --connect-per-client -- "$GRM_ECHO" >"$WORK/grmd.log" 2>&1 &
+GRMD_PID=$!
+for _ in $(seq 50); do
+        grep -q "grmd needs CAP_CHOWN" "$WORK/grmd.log" && break
+        sleep 0.1
+done
+grep -q "Failed to give the socket of udp:127.0.0.1:9000 to user nobody (uid $nobody) for ConnectPerClient=yes: Operation not permitted (grmd needs CAP_CHOWN" \
+        "$WORK/grmd.log" || fail "no CAP_CHOWN error: $(cat "$WORK/grmd.log")"
+[ "$(status_json | jq .grmd.working)" = 0 ] || fail "a generation works without CAP_CHOWN"
+ok "--connect-per-client --user without CAP_CHOWN: refused with the reason"
 
 # A socket without SO_REUSEPORT from systemd is refused with advice.
 python3 - "$GRMD" <<'PY' >"$WORK/noreuse.out" 2>&1 && fail "grmd accepted a socket without SO_REUSEPORT"

@@ -42,7 +42,7 @@ grep -q "^CapBnd:[[:space:]]*$GRMD_CAPS\$" "/proc/$grmd_pid/status" || fail "grm
 grep -q "^CapEff:[[:space:]]*$GRMD_CAPS\$" "/proc/$grmd_pid/status" || fail "grmd's effective set is not $GRMD_CAPS"
 grep -q '^NoNewPrivs:[[:space:]]*1$' "/proc/$grmd_pid/status" || fail "grmd may gain privileges"
 grep -q '^Seccomp:[[:space:]]*2$' "/proc/$grmd_pid/status" || fail "grmd has no system call filter"
-ok "grmd (pid $grmd_pid) keeps CAP_BPF CAP_NET_ADMIN CAP_SETUID CAP_SETGID CAP_SETPCAP CAP_KILL only"
+ok "grmd (pid $grmd_pid) keeps CAP_BPF CAP_NET_ADMIN CAP_SETUID CAP_SETGID CAP_SETPCAP CAP_KILL CAP_CHOWN only"
 
 step "the instance: user grm-echo, no capabilities, socket-activated with the socket unit's names"
 pid=$(generation_field 1 pid)
