@@ -511,6 +511,40 @@ static int verb_metrics(int argc, char *argv[]) {
                         printf("grm_group_steering_foreign_total{address=\"%s\"} %s\n",
                                strempty(ctl_record_get(&msg->records[i], "address")),
                                ctl_record_get(&msg->records[i], "steering_foreign"));
+        {
+                const char *census = ctl_record_get(st, "census");
+                static const struct {
+                        const char *key, *name, *help;
+                } per_group[] = {
+                        { "census_outside", "grm_group_census_outside_sockets",
+                          "Sockets on a group's address outside grm's reuseport groups (UDP not connected, TCP listening), last census." },
+                        { "census_connected_reuseport", "grm_group_census_connected_reuseport_sockets",
+                          "Connected UDP sockets on a group's address that kept SO_REUSEPORT (set ConnectPerClient=yes), last census." },
+                        { "census_connected", "grm_group_census_connected_sockets",
+                          "Connected UDP sockets on a group's address (per-client sockets), last census." },
+                };
+
+                printf("# HELP grm_census_available Whether grmd can take the socket census (1) or not (0: see grmctl status).\n"
+                       "# TYPE grm_census_available gauge\ngrm_census_available %d\n",
+                       census && streq(census, "active"));
+                if (ctl_record_get(st, "census_scans"))
+                        printf("# HELP grm_census_scans_total Socket censuses taken.\n# TYPE grm_census_scans_total counter\n"
+                               "grm_census_scans_total %s\n", ctl_record_get(st, "census_scans"));
+                if (ctl_record_get(st, "census_scan_errors"))
+                        printf("# HELP grm_census_scan_errors_total Socket censuses that failed.\n"
+                               "# TYPE grm_census_scan_errors_total counter\ngrm_census_scan_errors_total %s\n",
+                               ctl_record_get(st, "census_scan_errors"));
+                for (size_t k = 0; k < ELEMENTSOF(per_group); k++) {
+                        printf("# HELP %s %s\n# TYPE %s gauge\n", per_group[k].name, per_group[k].help, per_group[k].name);
+                        for (size_t i = 0; i < msg->n_records; i++) {
+                                const CtlRecord *g = &msg->records[i];
+                                const char *v;
+                                if (streq(g->type, "group") && (v = ctl_record_get(g, per_group[k].key)))
+                                        printf("%s{address=\"%s\"} %s\n", per_group[k].name,
+                                               strempty(ctl_record_get(g, "address")), v);
+                        }
+                }
+        }
         printf("# HELP grm_generation_packets_total Packets steered to a generation.\n# TYPE grm_generation_packets_total counter\n");
         for (size_t i = 0; i < msg->n_records; i++) {
                 const CtlRecord *g = &msg->records[i];
@@ -579,6 +613,52 @@ static void print_duration(uint64_t usec) {
                 printf("%" PRIu64 ".%01" PRIu64 "s", usec / USEC_PER_SEC, usec / 100000 % 10);
 }
 
+/* The socket census: its state, then the sockets it reports, if any. */
+static void print_census(const CtlMessage *msg, const CtlRecord *st) {
+        const char *census = ctl_record_get(st, "census");
+        uint64_t listed = 0, omitted = 0;
+
+        if (!census)
+                return;
+        if (!streq(census, "active")) {
+                printf("census: %s (%s)\n", census, strempty(ctl_record_get(st, "census_error")));
+                return;
+        }
+        (void) ctl_record_get_u64(st, "census_sockets", &listed);
+        (void) ctl_record_get_u64(st, "census_sockets_omitted", &omitted);
+        printf("census: %s scans, %" PRIu64 " socket%s outside the steered groups or connected with SO_REUSEPORT%s%s\n",
+               strempty(ctl_record_get(st, "census_scans")), listed, listed == 1 ? "" : "s",
+               ctl_record_get(st, "census_error") ? "; last scan failed: " : "",
+               strempty(ctl_record_get(st, "census_error")));
+        if (listed == 0)
+                return;
+        printf("\n%-20s %-26s %-24s %-7s %-18s %s\n", "SOCKET", "GROUP", "LOCAL", "UID", "PID", "NOTE");
+        for (size_t i = 0; i < msg->n_records; i++) {
+                const CtlRecord *r = &msg->records[i];
+                const char *verdict, *gen;
+                char pid[48];
+
+                if (!streq(r->type, "census_socket"))
+                        continue;
+                verdict = strempty(ctl_record_get(r, "verdict"));
+                gen = ctl_record_get(r, "generation");
+                if (ctl_record_get(r, "pid"))
+                        snprintf(pid, sizeof(pid), "%s%s%s%s", ctl_record_get(r, "pid"), ctl_record_get(r, "comm") ? " (" : "",
+                                 strempty(ctl_record_get(r, "comm")), ctl_record_get(r, "comm") ? ")" : "");
+                else
+                        snprintf(pid, sizeof(pid), "-");
+                printf("%-20s %-26s %-24s %-7s %-18s ", streq(verdict, "outside") ? "OUTSIDE" : "CONNECTED+REUSEPORT",
+                       strempty(ctl_record_get(r, "group")), strempty(ctl_record_get(r, "local")),
+                       strempty(ctl_record_get(r, "uid")), pid);
+                if (streq(verdict, "outside"))
+                        printf("not steered by grm%s%s%s\n", gen ? " (generation " : "", strempty(gen), gen ? "'s socket)" : "");
+                else
+                        printf("peer %s; set ConnectPerClient=yes\n", strempty(ctl_record_get(r, "remote")));
+        }
+        if (omitted > 0)
+                printf("(%" PRIu64 " more not listed)\n", omitted);
+}
+
 static int verb_status(int argc, char *argv[]) {
         _cleanup_(ctl_message_freep) CtlMessage *msg = NULL;
         const CtlRecord *st;
@@ -591,6 +671,7 @@ static int verb_status(int argc, char *argv[]) {
         if (arg_json) {
                 static const char *const lists[][2] = {
                         { "group", "groups" }, { "generation", "generations" },
+                        { "census_socket", "census_sockets" },
                 };
                 printf("{\"grmd\":");
                 json_record(stdout, st, NULL);
@@ -663,6 +744,7 @@ static int verb_status(int argc, char *argv[]) {
                         printf(" (NOT grm's program %" PRIu64 " time%s, attached again)", foreign, foreign == 1 ? "" : "s");
                 printf("\n");
         }
+        print_census(msg, st);
         bool tcp = false;
         for (size_t i = 0; i < msg->n_records && !tcp; i++)
                 tcp = streq(msg->records[i].type, "generation") && ctl_record_get(&msg->records[i], "connections");

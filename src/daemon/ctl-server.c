@@ -193,6 +193,78 @@ static void add_generation(CtlWriter *w, Manager *m, Generation *g, uint64_t now
         }
 }
 
+/* The port watch's last census (portwatch.c): state in the status record, findings after the
+ * generations, at most CTL_CENSUS_SOCKETS_MAX of them (the count of the rest in the status). */
+#define CTL_CENSUS_SOCKETS_MAX 32
+
+static size_t census_listed(const PortWatch *w) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < w->n_findings; i++)
+                if (w->findings[i].reported)
+                        n++;
+        return n;
+}
+
+static void add_census_status(CtlWriter *w, Manager *m, uint64_t now) {
+        const PortWatch *pw = &m->portwatch;
+        size_t listed = census_listed(pw);
+
+        if (!pw->census) {
+                ctl_writer_add(w, "census", "unavailable");
+                if (pw->unavailable)
+                        ctl_writer_add(w, "census_error", pw->unavailable);
+                return;
+        }
+        ctl_writer_add(w, "census", "active");
+        if (pw->last_error < 0)
+                ctl_writer_add(w, "census_error", strerror(-pw->last_error));
+        ctl_writer_add_u64(w, "census_scans", pw->scans);
+        ctl_writer_add_u64(w, "census_scan_errors", pw->scan_errors);
+        if (pw->last_scan_usec) {
+                ctl_writer_add_u64(w, "census_age_usec", now - pw->last_scan_usec);
+                ctl_writer_add_u64(w, "census_scan_usec", pw->last_scan_duration_usec);
+        }
+        ctl_writer_add_u64(w, "census_sockets", listed);
+        if (listed > CTL_CENSUS_SOCKETS_MAX)
+                ctl_writer_add_u64(w, "census_sockets_omitted", listed - CTL_CENSUS_SOCKETS_MAX);
+}
+
+static void add_census_sockets(CtlWriter *w, Manager *m) {
+        const PortWatch *pw = &m->portwatch;
+        size_t listed = 0;
+
+        for (size_t i = 0; i < pw->n_findings && listed < CTL_CENSUS_SOCKETS_MAX; i++) {
+                const CensusFinding *f = &pw->findings[i];
+                char buf[CENSUS_ADDRESS_MAX];
+
+                if (!f->reported || f->group >= m->n_groups)
+                        continue;
+                listed++;
+                ctl_writer_record(w, "census_socket");
+                ctl_writer_add(w, "group", m->groups[f->group].address);
+                ctl_writer_add(w, "verdict", census_verdict_to_string(f->verdict));
+                ctl_writer_add(w, "local", census_format_address(&f->sock, false, buf));
+                if (f->sock.connected)
+                        ctl_writer_add(w, "remote", census_format_address(&f->sock, true, buf));
+                ctl_writer_add_u64(w, "uid", f->sock.uid);
+                if (f->pid > 0)
+                        ctl_writer_add_u64(w, "pid", (uint64_t) f->pid);
+                if (f->comm[0])
+                        ctl_writer_add(w, "comm", f->comm);
+                if (f->gen)
+                        ctl_writer_add_u64(w, "generation", f->gen);
+                ctl_writer_add(w, "reuseport", f->sock.reuseport ? "yes" : "no");
+                ctl_writer_add(w, "reuseaddr", f->sock.reuseaddr ? "yes" : "no");
+                if (f->sock.bound_dev_if)
+                        ctl_writer_add_u64(w, "ifindex", f->sock.bound_dev_if);
+                ctl_writer_add_u64(w, "inode", f->sock.inode);
+                ctl_writer_add_u64(w, "cookie", f->sock.cookie);
+                if (f->verdict == CENSUS_CONNECTED_REUSEPORT)
+                        ctl_writer_add(w, "hint", "ConnectPerClient=yes");
+        }
+}
+
 static void reply_status(CtlConnection *c) {
         Manager *m = c->manager;
         uint64_t stats[_GRM_STAT_MAX], flows[GRM_MAX_GROUPS], total = 0, now = now_usec();
@@ -243,6 +315,7 @@ static void reply_status(CtlConnection *c) {
                 ctl_writer_add_u64(&w, "quic_config_id", (uint64_t) m->config.quic_config_id);
                 ctl_writer_add(&w, "quic_server_id_prefix", quic_lb_prefix_to_string(&m->config.quic_prefix, prefix));
         }
+        add_census_status(&w, m, now);
 
         for (unsigned i = 0; i < m->n_groups; i++) {
                 ctl_writer_record(&w, "group");
@@ -251,6 +324,12 @@ static void reply_status(CtlConnection *c) {
                 ctl_writer_add(&w, "name", m->groups[i].name);
                 ctl_writer_add(&w, "steering", steering_state_to_string(m->steering_state[i]));
                 ctl_writer_add_u64(&w, "steering_foreign", m->steering_foreign[i]);
+                if (m->portwatch.census && m->portwatch.scans > 0) {
+                        ctl_writer_add_u64(&w, "census_outside", m->portwatch.outside[i]);
+                        ctl_writer_add_u64(&w, "census_connected_reuseport", m->portwatch.connected_reuseport[i]);
+                        if (m->groups[i].type == SOCK_DGRAM)
+                                ctl_writer_add_u64(&w, "census_connected", m->portwatch.connected[i]);
+                }
                 if (m->groups[i].type == SOCK_STREAM) {
                         unsigned backlog;
 
@@ -267,6 +346,7 @@ static void reply_status(CtlConnection *c) {
         }
         for (Generation *g = m->generations; g; g = g->next)
                 add_generation(&w, m, g, now);
+        add_census_sockets(&w, m);
         for (int i = 0; i < _GRM_STAT_MAX; i++) {
                 ctl_writer_record(&w, "counter");
                 ctl_writer_add(&w, "name", grm_stat_to_string(i));

@@ -57,6 +57,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->respawn_timer);
         sd_event_source_disable_unref(m->status_timer);
         sd_event_source_disable_unref(m->sockwatch_timer);
+        portwatch_done(m);
         m->steering = steering_free(m->steering);
         for (unsigned i = 0; i < m->n_groups; i++)
                 group_done(&m->groups[i]);
@@ -143,6 +144,7 @@ static void update_status(Manager *m) {
 void manager_state_changed(Manager *m) {
         update_status(m);
         (void) vault_save(m);
+        portwatch_soon(m);
 }
 
 /* One journal entry per event operators act on, with a MESSAGE_ID from grm.catalog and the

@@ -13,6 +13,7 @@
  *   group.c       the listening addresses and fresh per-generation sockets cloned from them
  *   notify.c      the NOTIFY_SOCKET every instance reports to
  *   ctl-server.c  the control socket grmctl talks to
+ *   portwatch.c   the socket census: who else is bound to the managed ports
  *
  * Invariants: at most one restart runs at a time (m->restart); at most one generation is
  * working (m->working) and the steering config names exactly its slot; a generation's slot is
@@ -27,6 +28,7 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "census.h"
 #include "config.h"
 #include "ctl-protocol.h"
 #include "gen-state.h"
@@ -124,6 +126,37 @@ typedef enum SteeringState {
         STEERING_UNVERIFIED,             /* cannot be probed (TCP, bound to a device) */
 } SteeringState;
 
+/* A socket the port watch reports (portwatch.c). */
+typedef struct CensusFinding {
+        CensusSocket sock;
+        CensusVerdict verdict;           /* CENSUS_OUTSIDE or CENSUS_CONNECTED_REUSEPORT */
+        unsigned group;                  /* index in Manager.groups of the group it concerns */
+        unsigned scans;                  /* consecutive scans that found it so */
+        bool reported;                   /* shown and logged: outside at once, connected-reuseport
+                                          * from its second scan (portwatch.c) */
+        bool looked_up;                  /* its owner was looked for in /proc */
+        pid_t pid;                       /* lowest pid holding it, 0: none found */
+        char comm[16];
+        uint32_t gen;                    /* the generation it was handed to (by cookie or pid), 0: none */
+        bool logged;                     /* its journal message was sent (or suppressed) */
+} CensusFinding;
+
+typedef struct PortWatch {
+        Census *census;                  /* NULL: unavailable (or no groups) */
+        char *unavailable;               /* why there is no census */
+        sd_event_source *timer;
+        uint64_t group_cookie[GRM_MAX_GROUPS];   /* SO_COOKIE of each group's original socket */
+        CensusFinding *findings;         /* the last scan's, reported or not yet */
+        size_t n_findings;
+        unsigned outside[GRM_MAX_GROUPS];        /* last scan, per group */
+        unsigned connected_reuseport[GRM_MAX_GROUPS];
+        unsigned connected[GRM_MAX_GROUPS];      /* connected UDP sockets on the address (per-client) */
+        uint64_t scans, scan_errors;
+        int last_error;                  /* of the last scan, 0: it worked */
+        uint64_t last_scan_usec, last_scan_duration_usec;
+        RateLimit log_limit;
+} PortWatch;
+
 typedef enum CgroupMode {
         CGROUP_MODE_UNKNOWN,             /* not set up yet */
         CGROUP_MODE_CGROUP,              /* every generation in a cgroup of its own */
@@ -206,6 +239,7 @@ struct Manager {
         sd_event_source *respawn_timer;
         sd_event_source *sockwatch_timer; /* sockwatch.c: receive queues, every second */
         sd_event_source *status_timer;   /* refreshes STATUS= while a drain deadline counts down */
+        PortWatch portwatch;             /* portwatch.c: the socket census of the managed ports */
 
         int vault_r, vault_w;            /* the state vault (vault.c) */
         char *vault_name;
@@ -273,6 +307,7 @@ void test_kill_point(const char *name);
 #define MESSAGE_STATE_RECOVERED   "427b2480b0a54e4fbae35ece44cd05d1"
 #define MESSAGE_STEERING_FOREIGN  "ec61c24e1d1847ec9052fe841030e812" /* verify.c */
 #define MESSAGE_TAKEOVER_REFUSED  "98fcce0921124caaaa03edcd40debc6a"
+#define MESSAGE_CENSUS_SOCKET     "86f430682653448d98ffe335d99bf54f" /* portwatch.c */
 
 /* restart.c */
 /* Starts a restart on behalf of a control connection (NULL: automatic). Replies busy itself. */
@@ -362,6 +397,12 @@ const char *generation_bind_library(void);
 /* sockwatch.c: samples the receive queues of every live generation's UDP sockets each second
  * while any exists, and reports one nobody reads (status, metrics, journal). */
 void sockwatch_arm(Manager *m);
+/* portwatch.c: the socket census of every group's port, every 5 s and soon after every change
+ * of state; reports sockets outside the steered groups (status, metrics, journal). */
+void portwatch_start(Manager *m);
+/* A scan within 200 ms (after a restart's steps). */
+void portwatch_soon(Manager *m);
+void portwatch_done(Manager *m);
 /* verify.c */
 /* Probes every UDP group's steering (after attaching grm's program again if reattach), and from
  * then on every second; a group whose program is not grm's is reported and repaired. */

@@ -307,6 +307,7 @@ int takeover_startup(Manager *m) {
                 snapshot_free(snapshot);
                 return log_error_errno(r, "Failed to configure steering: %m");
         }
+        portwatch_start(m);
 
         r = notify_open(m, notify_fd);
         if (r >= 0)

@@ -312,6 +312,10 @@ static bool takes_address_of(const CensusSocket *s, const CensusSocket *steered)
                addr_is_any(AF_INET6, steered->local_addr);
 }
 
+bool census_concerns(const CensusSocket *s, const CensusSocket *steered) {
+        return s->protocol == steered->protocol && s->local_port == steered->local_port && takes_address_of(s, steered);
+}
+
 CensusVerdict census_classify(const CensusSocket *s, const CensusSocket *steered) {
         if (s->protocol != steered->protocol || s->local_port != steered->local_port)
                 return CENSUS_NORMAL;

@@ -120,6 +120,9 @@ typedef enum CensusVerdict {
  * to a group on a specific address only gets what the group would not, and is NORMAL.
  */
 CensusVerdict census_classify(const CensusSocket *s, const CensusSocket *steered);
+/* Whether s is on the steered socket's protocol and port, bound to an address whose datagrams it
+ * can take (as census_classify() decides), connected or not. */
+bool census_concerns(const CensusSocket *s, const CensusSocket *steered);
 const char *census_verdict_to_string(CensusVerdict v);
 
 /* "127.0.0.1:9000", "[::1]:53" (local or remote address of s). */

@@ -88,6 +88,20 @@ START_TEST(test_classify) {
 }
 END_TEST
 
+START_TEST(test_concerns) {
+        CensusSocket steered = sock(U, "127.0.0.1", 9000, 1), any = sock(U, "0.0.0.0", 9000, 1);
+        CensusSocket client = connected(sock(U, "127.0.0.1", 9000, 0), false), other = sock(U, "127.0.0.9", 9000, 0);
+        CensusSocket port = sock(U, "127.0.0.1", 9001, 0), tcp = sock(T, "127.0.0.1", 9000, 0);
+
+        ck_assert(census_concerns(&steered, &steered));
+        ck_assert(census_concerns(&client, &steered));
+        ck_assert(census_concerns(&other, &any));
+        ck_assert(!census_concerns(&other, &steered));
+        ck_assert(!census_concerns(&port, &steered));
+        ck_assert(!census_concerns(&tcp, &steered));
+}
+END_TEST
+
 START_TEST(test_classify_same_cookie) {
         /* The steered socket itself, whatever the numbering says (a group of its own). */
         CensusSocket s = sock(U, "127.0.0.1", 9000, 0);
@@ -210,6 +224,7 @@ static Suite *census_suite(void) {
         tc = tcase_create("census_classify");
         tcase_add_test(tc, test_classify);
         tcase_add_test(tc, test_classify_same_cookie);
+        tcase_add_test(tc, test_concerns);
         tcase_add_test(tc, test_verdict_names);
         suite_add_tcase(s, tc);
         tc = tcase_create("census_same_group");
