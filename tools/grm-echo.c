@@ -1125,10 +1125,42 @@ static void echo_serve_client(Echo *e, EchoClient *c) {
         }
 }
 
-/* Clients idle for --idle-exit are closed (a UDP client has no FIN: idle is its end). */
+/* Whether a datagram (of any length, 0 included) waits in fd's receive queue. */
+static bool socket_has_queued(int fd) {
+        for (unsigned i = 0; i < 4; i++) {
+                if (recv(fd, NULL, 0, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC) >= 0)
+                        return true;
+                if (errno != EINTR && errno != ECONNREFUSED)
+                        return false; /* EAGAIN: nothing; an ICMP error is consumed: look again */
+        }
+        return false;
+}
+
+/*
+ * Clients idle for --idle-exit are closed (a UDP client has no FIN: idle is its end). Idle is
+ * judged by what was read; a socket with datagrams queued is not idle, only not read yet (the
+ * loop was busy, e.g. opening many clients' sockets, each waiting --connect-delay): closing it
+ * would drop them.
+ */
 static void echo_close_idle_clients(Echo *e, uint64_t now) {
-        while (e->idle_head && now >= e->idle_head->last_nsec + arg_idle_exit_nsec)
-                client_close(e, e->idle_head);
+        while (e->idle_head && now >= e->idle_head->last_nsec + arg_idle_exit_nsec) {
+                EchoClient *c = e->idle_head;
+
+                if (socket_has_queued(c->fd))
+                        client_touch(e, c, now);
+                else
+                        client_close(e, c);
+        }
+}
+
+/* The drain's end, like a client's: not while datagrams wait on a shared socket. */
+static bool echo_udp_queued(Echo *e) {
+        if (arg_errno > 0)
+                return false; /* not watched (--errno): nothing will ever read them */
+        for (size_t i = 0; i < e->n_sockets; i++)
+                if (!e->sockets[i].stream && e->sockets[i].fd >= 0 && socket_has_queued(e->sockets[i].fd))
+                        return true;
+        return false;
 }
 
 /* ---- TCP: listeners and connections ---- */
@@ -1425,7 +1457,7 @@ static int echo_run_timers(Echo *e, uint64_t now, int *ret_exit) {
         if (e->state == STATE_DRAINING) {
                 (void) echo_close_idle(e, now);
                 if (e->n_conns == 0 && e->n_clients == 0 &&
-                    (e->n_udp == 0 || now >= e->last_rx_nsec + arg_idle_exit_nsec)) {
+                    (e->n_udp == 0 || now >= e->last_rx_nsec + arg_idle_exit_nsec) && !echo_udp_queued(e)) {
                         log_state(e, "drained, exiting (%" PRIu64 " datagrams answered, %" PRIu64 " dropped, "
                                   "%" PRIu64 " connections, %" PRIu64 " lines answered, %" PRIu64 " clients' sockets, "
                                   "%" PRIu64 " datagrams misdelivered)",
