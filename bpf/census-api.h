@@ -41,3 +41,16 @@ struct grm_census_record {
         __u8 ipv6only;           /* IPV6_V6ONLY set */
         __u8 pad[6];
 };
+
+/* census_inodes: the sockets whose holders iter/task_file looks for (key: inode; value unused),
+ * at most GRM_CENSUS_MAX_OWNERS. */
+#define GRM_CENSUS_MAX_OWNERS   64U
+
+/* One process holding one of those sockets (one record per process and socket it holds, each
+ * process once however many threads it has). */
+struct grm_census_owner {
+        __u64 inode;
+        __u32 pid;               /* the process (tgid) in the reader's PID namespace, 0: not in it */
+        __u32 pad;
+        char comm[16];           /* the process's command (its main thread's) */
+};

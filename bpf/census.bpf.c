@@ -80,6 +80,22 @@ struct udp_sock {
 /* Its struct sock is at offset 0 (inet_connection_sock, inet_sock, sock): only ever cast. */
 struct tcp_sock;
 
+struct upid {
+        int nr;
+        void *ns;
+} __attribute__((preserve_access_index));
+
+struct pid {
+        unsigned int level;
+        struct upid numbers[];
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+        struct task_struct *group_leader;
+        struct pid *thread_pid;
+        char comm[16];
+} __attribute__((preserve_access_index));
+
 struct seq_file;
 struct bpf_iter_meta {
         struct seq_file *seq;
@@ -96,6 +112,22 @@ struct bpf_iter__tcp {
         struct sock_common *sk_common;
         __u32 uid;
 } __attribute__((preserve_access_index));
+
+struct bpf_iter__task_file {
+        struct bpf_iter_meta *meta;
+        struct task_struct *task;
+        __u32 fd;
+        struct file *file;
+} __attribute__((preserve_access_index));
+
+/* The inodes of the sockets whose holders census.c asks for. Written by census.c before each
+ * run of grm_census_owners. */
+struct {
+        __uint(type, BPF_MAP_TYPE_HASH);
+        __uint(max_entries, GRM_CENSUS_MAX_OWNERS);
+        __type(key, __u64);
+        __type(value, __u8);
+} census_inodes SEC(".maps");
 
 /* Which local ports to report, per protocol (GRM_CENSUS_PORTS_*). Written by census.c before
  * each scan. */
@@ -171,6 +203,52 @@ int grm_census_tcp(struct bpf_iter__tcp *ctx) {
         if (!tp || !watched(GRM_CENSUS_PORTS_TCP, BPF_CORE_READ(skc, skc_num)))
                 return 0;
         emit(ctx->meta->seq, (struct sock *) tp, IPPROTO_TCP, ctx->uid);
+        return 0;
+}
+
+/* The number of the pid p in the PID namespace at level (its upid there), if that is ns. */
+static __always_inline int upid_at(struct pid *p, unsigned int level, void **ret_ns) {
+        unsigned long base = (unsigned long) p + bpf_core_field_offset(struct pid, numbers) +
+                             (unsigned long) level * bpf_core_type_size(struct upid);
+        int nr = 0;
+
+        bpf_probe_read_kernel(&nr, sizeof(nr), (void *) (base + bpf_core_field_offset(struct upid, nr)));
+        bpf_probe_read_kernel(ret_ns, sizeof(*ret_ns), (void *) (base + bpf_core_field_offset(struct upid, ns)));
+        return nr;
+}
+
+/* The holders of given sockets, found through every process's fd table from the kernel side:
+ * /proc/PID/fd of another user's process is closed to grmd without CAP_SYS_PTRACE (and hidden
+ * under ProtectProc=invisible). The pid is translated into the PID namespace of the reader (the
+ * task running the iterator), as /proc would show it. */
+SEC("iter/task_file")
+int grm_census_owners(struct bpf_iter__task_file *ctx) {
+        struct task_struct *task = ctx->task, *leader;
+        struct file *file = ctx->file;
+        struct grm_census_owner o = {};
+        struct pid *mine, *theirs;
+        unsigned int level, their_level;
+        void *my_ns = NULL, *their_ns = NULL;
+        int nr;
+
+        if (!task || !file)
+                return 0;
+        o.inode = BPF_CORE_READ(file, f_inode, i_ino);
+        if (!bpf_map_lookup_elem(&census_inodes, &o.inode))
+                return 0;
+        leader = BPF_CORE_READ(task, group_leader);
+        mine = BPF_CORE_READ(bpf_get_current_task_btf(), group_leader, thread_pid);
+        theirs = BPF_CORE_READ(leader, thread_pid);
+        level = BPF_CORE_READ(mine, level);
+        their_level = BPF_CORE_READ(theirs, level);
+        if (level <= their_level && level < 64) {
+                (void) upid_at(mine, level, &my_ns);
+                nr = upid_at(theirs, level, &their_ns);
+                if (my_ns && my_ns == their_ns && nr > 0)
+                        o.pid = (__u32) nr;
+        }
+        BPF_CORE_READ_STR_INTO(&o.comm, leader, comm);
+        bpf_seq_write(ctx->meta->seq, &o, sizeof(o));
         return 0;
 }
 

@@ -15,8 +15,9 @@
  *    scans in a row (ConnectPerClient= clears the flag a moment after connect(): a scan may
  *    fall in between), with the hint to set ConnectPerClient=yes.
  *
- * Each is shown in grmctl status (text, --json) with its owner uid and the pid holding it (from
- * /proc/PID/fd, looked up once per socket and only for those reported), counted in the metrics,
+ * Each is shown in grmctl status (text, --json) with its owner uid and the pid holding it (found
+ * by the census's task_file iterator, else in /proc/PID/fd; looked up once per socket and only
+ * for those reported), counted in the metrics,
  * and logged (MESSAGE_ID below) when first found and when gone, at most PORTWATCH_LOG_BURST
  * messages per PORTWATCH_LOG_INTERVAL_USEC, the rest counted.
  *
@@ -188,6 +189,7 @@ static void scan(Manager *m) {
         const CensusSocket *steered[GRM_MAX_GROUPS] = {};
         uint64_t inodes[PORTWATCH_OWNER_LOOKUPS];
         pid_t pids[PORTWATCH_OWNER_LOOKUPS];
+        char comms[PORTWATCH_OWNER_LOOKUPS][16] = {};
         size_t lookup[PORTWATCH_OWNER_LOOKUPS];
         size_t n = 0, n_found = 0, n_lookups = 0;
         uint64_t start = now_usec();
@@ -251,14 +253,25 @@ static void scan(Manager *m) {
                         lookup[n_lookups++] = n_found - 1;
                 }
         }
-        if (n_lookups > 0 && census_find_owners("/proc", inodes, n_lookups, pids) >= 0)
+        if (n_lookups > 0) {
+                /* From the kernel side if it can: /proc/PID/fd of another user's process needs
+                 * CAP_SYS_PTRACE, which the unit does not give grmd. */
+                r = census_owners(w->census, inodes, n_lookups, pids, comms);
+                if (r < 0) {
+                        log_debug_errno(r, "The socket census cannot look for owners from the kernel, using /proc: %m");
+                        r = census_find_owners("/proc", inodes, n_lookups, pids);
+                        for (size_t j = 0; r >= 0 && j < n_lookups; j++)
+                                if (pids[j] > 0)
+                                        read_comm(pids[j], comms[j]);
+                }
+        }
+        if (n_lookups > 0 && r >= 0)
                 for (size_t j = 0; j < n_lookups; j++) {
                         CensusFinding *f = &found[lookup[j]];
 
                         f->looked_up = true;
                         f->pid = pids[j];
-                        if (f->pid > 0)
-                                read_comm(f->pid, f->comm);
+                        memcpy(f->comm, comms[j], sizeof(f->comm));
                         if (!f->gen && f->pid > 0) {
                                 Generation *g = manager_find_generation_by_pid(m, f->pid);
                                 if (g)

@@ -34,6 +34,7 @@
 struct Census {
         struct census *skel;
         struct bpf_link *udp, *tcp;
+        struct bpf_link *owners;   /* NULL: no task_file iterator (census_owners() unsupported) */
 };
 
 int census_new(Census **ret) {
@@ -57,6 +58,8 @@ int census_new(Census **ret) {
         c->tcp = bpf_program__attach_iter(c->skel->progs.grm_census_tcp, NULL);
         if (!c->tcp)
                 return negative_errno();
+        /* Optional: the owners then come from /proc. */
+        c->owners = bpf_program__attach_iter(c->skel->progs.grm_census_owners, NULL);
         *ret = TAKE_PTR(c);
         return 0;
 }
@@ -66,13 +69,15 @@ Census *census_free(Census *c) {
                 return NULL;
         bpf_link__destroy(c->udp);
         bpf_link__destroy(c->tcp);
+        bpf_link__destroy(c->owners);
         census__destroy(c->skel);
         free(c);
         return NULL;
 }
 
-/* Reads one iterator to its end, appending whole records to *buf (*len bytes, *size allocated). */
-static int read_iterator(struct bpf_link *link, uint8_t **buf, size_t *len, size_t *size) {
+/* Reads one iterator to its end, appending whole records of record_size bytes to *buf (*len
+ * bytes, *size allocated). */
+static int read_iterator(struct bpf_link *link, size_t record_size, uint8_t **buf, size_t *len, size_t *size) {
         _cleanup_close_ int fd = -EBADF;
         unsigned eagain = 0;
 
@@ -86,7 +91,7 @@ static int read_iterator(struct bpf_link *link, uint8_t **buf, size_t *len, size
                         size_t grown = *size == 0 ? 65536 : *size * 2;
                         uint8_t *p;
 
-                        if (grown > (size_t) CENSUS_MAX_SOCKETS * sizeof(struct grm_census_record) + 65536)
+                        if (grown > (size_t) CENSUS_MAX_SOCKETS * record_size + 65536)
                                 return -E2BIG;
                         p = realloc(*buf, grown);
                         if (!p)
@@ -106,7 +111,7 @@ static int read_iterator(struct bpf_link *link, uint8_t **buf, size_t *len, size
                         break;
                 *len += (size_t) n;
         }
-        if (*len % sizeof(struct grm_census_record) != 0)
+        if (*len % record_size != 0)
                 return -EIO;
         return 0;
 }
@@ -200,9 +205,9 @@ int census_scan(Census *c, const CensusPort *ports, size_t n_ports, CensusSocket
         r = set_ports(c, ports, n_ports, &udp, &tcp);
         if (r < 0)
                 return r;
-        if (udp && (r = read_iterator(c->udp, &buf, &len, &size)) < 0)
+        if (udp && (r = read_iterator(c->udp, sizeof(struct grm_census_record), &buf, &len, &size)) < 0)
                 return r;
-        if (tcp && (r = read_iterator(c->tcp, &buf, &len, &size)) < 0)
+        if (tcp && (r = read_iterator(c->tcp, sizeof(struct grm_census_record), &buf, &len, &size)) < 0)
                 return r;
         n = len / sizeof(struct grm_census_record);
         if (n == 0)
@@ -346,6 +351,70 @@ const char *census_format_address(const CensusSocket *s, bool remote, char buf[s
         (void) inet_ntop(s->family == AF_INET6 ? AF_INET6 : AF_INET, addr, a, sizeof(a));
         snprintf(buf, CENSUS_ADDRESS_MAX, s->family == AF_INET6 ? "[%s]:%u" : "%s:%u", a, port);
         return buf;
+}
+
+/* Empties census_inodes. */
+static int clear_inodes(int fd) {
+        __u64 key;
+
+        while (bpf_map_get_next_key(fd, NULL, &key) == 0)
+                if (bpf_map_delete_elem(fd, &key) < 0)
+                        return negative_errno();
+        return 0;
+}
+
+/* One iterator run for up to GRM_CENSUS_MAX_OWNERS inodes. */
+static int owners_batch(Census *c, const uint64_t *inodes, size_t n, pid_t *ret_pids, char (*ret_comms)[16]) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len = 0, size = 0;
+        int fd = bpf_map__fd(c->skel->maps.census_inodes), r;
+        __u8 one = 1;
+
+        r = clear_inodes(fd);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                if (inodes[i] != 0 && bpf_map_update_elem(fd, &inodes[i], &one, BPF_ANY) < 0)
+                        return negative_errno();
+        r = read_iterator(c->owners, sizeof(struct grm_census_owner), &buf, &len, &size);
+        if (r < 0)
+                return r;
+        for (size_t k = 0; k < len / sizeof(struct grm_census_owner); k++) {
+                const struct grm_census_owner *o = (const struct grm_census_owner *) buf + k;
+
+                if (o->pid == 0 || o->pid > INT32_MAX)
+                        continue; /* not in our PID namespace */
+                for (size_t i = 0; i < n; i++)
+                        if (inodes[i] != 0 && inodes[i] == o->inode &&
+                            (ret_pids[i] == 0 || (pid_t) o->pid < ret_pids[i])) {
+                                ret_pids[i] = (pid_t) o->pid;
+                                if (ret_comms) {
+                                        memcpy(ret_comms[i], o->comm, 16);
+                                        ret_comms[i][15] = 0;
+                                }
+                        }
+        }
+        return clear_inodes(fd);
+}
+
+int census_owners(Census *c, const uint64_t *inodes, size_t n, pid_t *ret_pids, char (*ret_comms)[16]) {
+        if (!c || (n > 0 && (!inodes || !ret_pids)))
+                return -EINVAL;
+        if (!c->owners)
+                return -EOPNOTSUPP;
+        for (size_t i = 0; i < n; i++) {
+                ret_pids[i] = 0;
+                if (ret_comms)
+                        ret_comms[i][0] = 0;
+        }
+        for (size_t done = 0; done < n; done += GRM_CENSUS_MAX_OWNERS) {
+                size_t k = n - done < GRM_CENSUS_MAX_OWNERS ? n - done : GRM_CENSUS_MAX_OWNERS;
+                int r = owners_batch(c, inodes + done, k, ret_pids + done, ret_comms ? ret_comms + done : NULL);
+
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 /* "socket:[N]" -> N. */

@@ -130,6 +130,18 @@ const char *census_verdict_to_string(CensusVerdict v);
 const char *census_format_address(const CensusSocket *s, bool remote, char buf[static CENSUS_ADDRESS_MAX]);
 
 /**
+ * census_owners() - the processes holding sockets, found from the kernel side (iter/task_file).
+ * @inodes: the sockets' inodes (0 entries are skipped)
+ * @ret_pids: for each, the lowest pid (in the caller's PID namespace) with an fd on it, 0 if none
+ * @ret_comms: for each, that process's command ("" if none), may be NULL
+ * Unlike /proc/PID/fd this needs neither CAP_SYS_PTRACE nor the processes' uid, and sees through
+ * ProtectProc=invisible. Walks every fd of every process: call it for the few sockets to report.
+ * Return: 0; -EOPNOTSUPP if the kernel has no task_file iterator (use census_find_owners());
+ * -errno.
+ */
+int census_owners(Census *c, const uint64_t *inodes, size_t n, pid_t *ret_pids, char (*ret_comms)[16]);
+
+/**
  * census_find_owners() - the processes holding sockets, from /proc/PID/fd.
  * @proc: "/proc" (a test may pass another tree)
  * @inodes: the sockets' inodes (0 entries are skipped)

@@ -10,12 +10,14 @@
  *  - with the recipe of issue 12 (per-client socket: SO_REUSEADDR, bind, connect, clear
  *    SO_REUSEPORT; next socket: SO_REUSEADDR around its bind) the next socket joins the first
  *    one's group, and the per-client socket is normal;
- *  - owner uid (after fchown), inode, cookie, flags, addresses as the socket calls say;
+ *  - owner uid (after fchown), inode, cookie, flags, addresses as the socket calls say; the
+ *    processes holding a socket, found by the task_file iterator, as /proc says;
  *  - TCP: listeners only, in their groups;
  *  - the port filter, bad arguments, no fd leaks;
  *  - the capabilities: the census does not load with the steering program's (CAP_BPF,
  *    CAP_NET_ADMIN) and loads with CAP_PERFMON added (the measurement behind the unit's set).
  */
+#include <fcntl.h>
 #include <sys/capability.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -230,6 +232,60 @@ START_TEST(test_owner_uid_and_pid) {
 }
 END_TEST
 
+START_TEST(test_owners_from_the_kernel) {
+        _cleanup_(census_freep) Census *c = NULL;
+        _cleanup_close_ int mine = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        _cleanup_close_ int shared = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        uint64_t inodes[4];
+        pid_t pids[4], proc_pids[4];
+        char comms[4][16];
+        struct stat st;
+        int pipefd[2], status;
+        pid_t child;
+        char x;
+
+        ck_assert_int_eq(census_new(&c), 0);
+        ck_assert_int_eq(fstat(mine, &st), 0);
+        inodes[0] = st.st_ino;
+        ck_assert_int_eq(fstat(shared, &st), 0);
+        inodes[1] = st.st_ino;
+        ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+        /* A child holding only the second socket: the lowest pid holding it is still ours. */
+        child = fork();
+        ck_assert_int_ge(child, 0);
+        if (child == 0) {
+                close(mine);
+                (void) read(pipefd[0], &x, 1);
+                _exit(0);
+        }
+        inodes[2] = 0;               /* skipped */
+        inodes[3] = 1;               /* no such socket */
+        ck_assert_int_eq(census_owners(c, inodes, 4, pids, comms), 0);
+        ck_assert_int_eq(pids[0], getpid());
+        ck_assert_int_eq(pids[1], getpid());
+        ck_assert_int_eq(pids[2], 0);
+        ck_assert_int_eq(pids[3], 0);
+        ck_assert_str_eq(comms[0], "test-census");
+        ck_assert_str_eq(comms[3], "");
+        /* What /proc says, as root. */
+        ck_assert_int_eq(census_find_owners("/proc", inodes, 4, proc_pids), 0);
+        ck_assert_int_eq(memcmp(pids, proc_pids, sizeof(pids)), 0);
+        /* Once we close the second, the child holds it. */
+        shared = safe_close(shared);
+        ck_assert_int_eq(census_owners(c, inodes, 2, pids, NULL), 0);
+        ck_assert_int_eq(pids[0], getpid());
+        ck_assert_int_eq(pids[1], child);
+        ck_assert_int_eq(write(pipefd[1], "x", 1), 1);
+        ck_assert_int_eq(waitpid(child, &status, 0), child);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        ck_assert_int_eq(census_owners(c, inodes, 2, pids, NULL), 0);
+        ck_assert_int_eq(pids[1], 0);
+        ck_assert_int_eq(census_owners(c, NULL, 0, NULL, NULL), 0);
+        ck_assert_int_eq(census_owners(NULL, inodes, 1, pids, NULL), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_tcp_listeners) {
         int family = families[_i];
         _cleanup_(census_freep) Census *c = NULL;
@@ -364,6 +420,7 @@ static Suite *census_suite(void) {
         tcase_add_loop_test(tc, test_connected_socket_hosts_a_new_group, 0, ELEMENTSOF(families));
         tcase_add_loop_test(tc, test_recipe_keeps_one_group, 0, ELEMENTSOF(families));
         tcase_add_test(tc, test_owner_uid_and_pid);
+        tcase_add_test(tc, test_owners_from_the_kernel);
         tcase_add_loop_test(tc, test_tcp_listeners, 0, ELEMENTSOF(families));
         suite_add_tcase(s, tc);
         tc = tcase_create("interface");
