@@ -1,7 +1,7 @@
 #!/bin/bash
 # a. Socket activation: a datagram to grm-echo.socket's address starts grm-echo.service (grmd
 # gets the socket's fds), generation 1 answers on IPv4 and IPv6, systemd shows grmd's status,
-# and the privileges are as the unit promises: grmd keeps six capabilities under a seccomp
+# and the privileges are as the unit promises: grmd keeps eight capabilities under a seccomp
 # filter, the instance runs as the unprivileged grm-echo with none, with the socket unit's name
 # and receive buffer.
 . "$(dirname "$0")/lib.sh"
@@ -42,7 +42,11 @@ grep -q "^CapBnd:[[:space:]]*$GRMD_CAPS\$" "/proc/$grmd_pid/status" || fail "grm
 grep -q "^CapEff:[[:space:]]*$GRMD_CAPS\$" "/proc/$grmd_pid/status" || fail "grmd's effective set is not $GRMD_CAPS"
 grep -q '^NoNewPrivs:[[:space:]]*1$' "/proc/$grmd_pid/status" || fail "grmd may gain privileges"
 grep -q '^Seccomp:[[:space:]]*2$' "/proc/$grmd_pid/status" || fail "grmd has no system call filter"
-ok "grmd (pid $grmd_pid) keeps CAP_BPF CAP_NET_ADMIN CAP_SETUID CAP_SETGID CAP_SETPCAP CAP_KILL CAP_CHOWN only"
+ok "grmd (pid $grmd_pid) keeps CAP_BPF CAP_NET_ADMIN CAP_SETUID CAP_SETGID CAP_SETPCAP CAP_KILL CAP_CHOWN CAP_PERFMON only"
+# CAP_PERFMON is for the socket census: it loads under the unit's sandbox.
+census=$(grmctl status --json | jq -c '.grmd | {census, census_error, census_scans}')
+[ "$(jq -r .census <<<"$census")" = active ] || fail "no socket census under the unit: $census"
+ok "socket census active under the unit: $census"
 
 step "the instance: user grm-echo, no capabilities, socket-activated with the socket unit's names"
 pid=$(generation_field 1 pid)
