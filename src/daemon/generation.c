@@ -461,20 +461,36 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                         }
                 }
 
+        if (config->connect_per_client > 0 && !m->portwatch.census)
+                log_warning("ConnectPerClient=yes without the socket census (%s): a new socket that joins another "
+                            "reuseport group than grm's, bound in the moment a per-client socket is connected, is "
+                            "not found and bound again.", strempty(m->portwatch.unavailable));
+
         /* Sockets first: they join the group and the maps before the instance exists. */
         for (unsigned gi = 0; gi < m->n_groups; gi++)
                 for (unsigned k = 0; k < per_group; k++) {
                         int *fd = &g->fds[gi * per_group + k];
-                        r = group_open_socket(&m->groups[gi], config->receive_buffer, fd);
+                        unsigned rebinds = 0;
+
+                        /* With the census, a socket that joined another group than the original's
+                         * (in the moment a per-client socket is connected) is bound again. */
+                        r = group_open_socket(&m->groups[gi], m->portwatch.census, config->receive_buffer, &rebinds, fd);
                         if (r < 0) {
-                                r = log_error_errno(r, "Failed to open socket for generation %" PRIu32 " on %s: %m%s",
+                                r = log_error_errno(r, "Failed to open socket for generation %" PRIu32 " on %s: %s%s",
                                                     gen, m->groups[gi].address,
+                                                    r == -EXDEV ? "each new socket joined a reuseport group that is not grm's" : strerror(-r),
                                                     r == -EPERM ? " (giving it the original socket's owner needs CAP_CHOWN)"
                                                     : r == -EADDRINUSE && config->connect_per_client > 0
                                                             ? " (with ConnectPerClient=, a running generation's sockets have another owner: were User= or ConnectPerClient= changed while it runs? Stop the service and start it again)"
+                                                    : r == -EXDEV
+                                                            ? " (a process keeps connected sockets with SO_REUSEPORT on the address: grmctl status lists them; ConnectPerClient=yes clears the option)"
                                                             : "");
                                 goto fail;
                         }
+                        if (rebinds > 0)
+                                log_notice("Generation %" PRIu32 "'s socket on %s joined a reuseport group that is not grm's "
+                                           "%u time%s (bound while a per-client socket was being connected): bound again.",
+                                           gen, m->groups[gi].address, rebinds, rebinds == 1 ? "" : "s");
                         socklen_t clen = sizeof(uint64_t);
                         /* grmd closes its copy after the spawn; the cookie still names it. */
                         if (getsockopt(*fd, SOL_SOCKET, SO_COOKIE, &g->cookies[gi * per_group + k], &clen) < 0)

@@ -381,7 +381,7 @@ static int bind_reusing_address(int fd, const struct sockaddr *sa, socklen_t sa_
         return r;
 }
 
-int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd) {
+static int open_bound_socket(const Group *g, uint64_t receive_buffer, int *ret_fd) {
         _cleanup_close_ int fd = -EBADF;
         char device[IFNAMSIZ + 1] = "";
         socklen_t len = sizeof(device) - 1;
@@ -481,4 +481,49 @@ int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd) {
 
         *ret_fd = TAKE_FD(fd);
         return 0;
+}
+
+/* A UDP bind joins the group of the newest socket of the port with SO_REUSEPORT and the same
+ * owner and address. A connected per-client socket has it for the moment between its connect()
+ * and libgrm-bind.so clearing it (microseconds; longer for a server that clears it itself, or
+ * never for one without ConnectPerClient=): a bind in that moment makes a group of its own with
+ * that socket, without grm's program. Checked with the census after the bind; such a socket is
+ * closed and bound again, first at once, then after 1, 2, 4, 8 and 16 ms: a process that keeps
+ * such sockets costs a restart at most 31 ms of waits (and fails it), never a stalled grmd. */
+#define GROUP_BIND_ATTEMPTS 7
+
+int group_open_socket(const Group *g, Census *census, uint64_t receive_buffer, unsigned *ret_rebinds, int *ret_fd) {
+        unsigned rebinds = 0;
+        int r;
+
+        for (unsigned attempt = 0;; attempt++) {
+                _cleanup_close_ int fd = -EBADF;
+
+                r = open_bound_socket(g, receive_buffer, &fd);
+                if (r < 0)
+                        return r;
+                /* TCP: nothing to check (listeners are not connected per client). UDP: not
+                 * checked without a census (no CAP_PERFMON), or if the census cannot tell. */
+                if (g->type != SOCK_DGRAM)
+                        r = 1;
+                else if (!census)
+                        r = -ENOTSUP;
+                else
+                        r = census_fd_in_group_of(census, fd, g->fd);
+                if (r != 0) {
+                        if (ret_rebinds)
+                                *ret_rebinds = rebinds;
+                        *ret_fd = TAKE_FD(fd);
+                        return r > 0 ? 0 : 1;
+                }
+                if (attempt + 1 >= GROUP_BIND_ATTEMPTS)
+                        break;
+                rebinds++;
+                fd = safe_close(fd);
+                if (attempt > 0)
+                        (void) usleep((useconds_t) (1000U << (attempt - 1)));
+        }
+        if (ret_rebinds)
+                *ret_rebinds = rebinds;
+        return -EXDEV;
 }

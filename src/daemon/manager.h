@@ -365,10 +365,20 @@ bool group_has_address(const Group *g, const char *address);
 int group_discard_queued(const Group *g);
 /* A TCP group's listen backlog, as the original socket has it. -EOPNOTSUPP for UDP. */
 int group_backlog(const Group *g, unsigned *ret);
-/* A fresh socket bound to the group's address, with the original's options and owner (a TCP
- * one also listening, with the original's backlog); receive_buffer (bytes, 0: as the original)
- * sets its SO_RCVBUF. -EPERM from fchown() if grmd cannot give it the original's owner. */
-int group_open_socket(const Group *g, uint64_t receive_buffer, int *ret_fd);
+/**
+ * group_open_socket() - a fresh socket bound to the group's address, in the group.
+ * @census: for UDP, checks after the bind that the socket joined the original's reuseport group
+ *          (a connected per-client socket that still has SO_REUSEPORT would have it join a new
+ *          one) and binds again if not; NULL: not checked
+ * @receive_buffer: bytes of SO_RCVBUF, 0: as the original
+ * @ret_rebinds: how many sockets landed outside the group and were bound again (may be NULL)
+ * @ret_fd: the socket, with the original's options and owner (a TCP one also listening, with
+ *          the original's backlog)
+ * Return: 0 (in the group), 1 (bound, but the census could not check it), -EXDEV (outside the
+ * group 7 times in a row, over about 31 ms), -EPERM from fchown() if
+ * grmd cannot give it the original's owner, -errno.
+ */
+int group_open_socket(const Group *g, Census *census, uint64_t receive_buffer, unsigned *ret_rebinds, int *ret_fd);
 /* Gives the original socket to uid/gid with fchown(): the owner of a socket is the owner its
  * reuseport group requires of every socket that joins (ConnectPerClient= under User=). */
 int group_set_owner(const Group *g, uid_t uid, gid_t gid);
