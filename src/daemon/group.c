@@ -72,6 +72,18 @@ int group_from_fd(int fd, const char *name, Group *ret) {
         if (!reuseport)
                 return -EADDRINUSE; /* caller explains: ReusePort=yes */
 
+        if (type == SOCK_DGRAM) {
+                /* systemd sets SO_REUSEADDR on every socket it binds (socket_address_listen()
+                 * in src/shared/socket-label.c, for socket units and systemd-socket-activate;
+                 * measured with the latter). Left on a UDP original, it would let any
+                 * user's socket with SO_REUSEADDR bind the address whenever no generation
+                 * socket (which has it off) is bound, and take its datagrams. Only binds after
+                 * this one read it. */
+                int zero = 0;
+                if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &zero, sizeof(zero)) < 0)
+                        return negative_errno();
+        }
+
         g.sa_len = sizeof(g.sa);
         if (getsockname(fd, (struct sockaddr *) &g.sa, &g.sa_len) < 0)
                 return negative_errno();

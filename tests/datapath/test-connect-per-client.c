@@ -514,6 +514,51 @@ START_TEST(test_other_user_refused) {
 }
 END_TEST
 
+/* An original socket as systemd makes it (SO_REUSEADDR on): group_from_fd() turns the option
+ * off, so that with no generation socket bound another user's SO_REUSEADDR socket is still
+ * refused. The control: with the option left on, that socket binds. */
+START_TEST(test_systemd_original) {
+        const Case *c = &cases_all[_i];
+        _cleanup_close_ int fd = -EBADF, kept = -EBADF;
+        int one = 1, zero = 0, hijacker;
+        Group g = { .fd = -EBADF };
+        Rig rig;
+
+        rig = (Rig) { .c = c, .port = 9112, .gen_fd = { -EBADF, -EBADF }, .group = { .fd = -EBADF } };
+        rig.n_fds_at_start = count_open_fds();
+        make_addr(c->family->server_domain, c->family->server_addr, rig.port, &rig.addr, &rig.addr_len);
+        for (int pass = 0; pass < 2; pass++) {
+                fd = socket(c->family->server_domain, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+                ck_assert_int_ge(fd, 0);
+                if (c->family->server_domain == AF_INET6)
+                        ck_assert_int_eq(setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)), 0);
+                ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+                ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+                ck_assert_int_eq(bind(fd, (struct sockaddr *) &rig.addr, rig.addr_len), 0);
+                if (pass == 0) {
+                        /* The control, as before this commit. */
+                        hijacker = bind_as(&rig, HIJACKER_UID, true, false);
+                        ck_assert_msg(hijacker >= 0, "%s: another user's SO_REUSEADDR socket refused next to systemd's", c->name);
+                        close(hijacker);
+                        fd = safe_close(fd);
+                        continue;
+                }
+                ck_assert_int_eq(group_from_fd(fd, "grm", &g), 0);
+                kept = TAKE_FD(fd);
+                ck_assert_int_eq(int_option(g.fd, SOL_SOCKET, SO_REUSEADDR), 0);
+                ck_assert_int_eq(bind_as(&rig, HIJACKER_UID, true, false), -EADDRINUSE);
+                ck_assert_int_eq(bind_as(&rig, HIJACKER_UID, true, true), -EADDRINUSE);
+                /* grm's own per-client sockets still bind. */
+                hijacker = per_client_bind(&rig, true);
+                ck_assert_int_ge(hijacker, 0);
+                close(hijacker);
+        }
+        TAKE_FD(kept); /* g owns it */
+        group_done(&g);
+        ck_assert_uint_eq(count_open_fds(), rig.n_fds_at_start);
+}
+END_TEST
+
 /* User=: grmd gives the group's sockets to the instance's uid; a process of that uid binds
  * and connects per-client sockets in grm's group; the next generation (grmd, root) still
  * joins and is steered; another uid is still refused. */
@@ -830,6 +875,7 @@ static Suite *connect_per_client_suite(void) {
                 { "generation-after-uncleared", test_generation_after_uncleared },
                 { "cleared-without-reuseaddr", test_cleared_without_reuseaddr },
                 { "other-user-refused", test_other_user_refused },
+                { "systemd-original", test_systemd_original },
                 { "user-fchown", test_user_fchown },
                 { "user-without-fchown", test_user_without_fchown },
                 { "library-intercept-and-per-client", test_library_intercept_and_per_client },
