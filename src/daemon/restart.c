@@ -313,7 +313,8 @@ void restart_on_ready(Manager *m, Generation *g) {
         }
         (void) sd_notify(false, "READY=1");
         manager_state_changed(m);
-        if (r && r->previous)
+        /* (r is freed once the restart settled: ask m->restart.) */
+        if (m->restart && m->restart->previous)
                 test_kill_point("settle"); /* the vault says: settling, the old one stands by */
 }
 

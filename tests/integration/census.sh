@@ -34,7 +34,9 @@ while not os.path.exists(sys.argv[2]):
     try:
         hijacker.recv(2048)
         got += 1
-        open(sys.argv[3], "w").write("%d\n" % got)
+        with open(sys.argv[3] + ".new", "w") as f:
+            f.write("%d\n" % got)
+        os.rename(sys.argv[3] + ".new", sys.argv[3])
     except socket.timeout:
         pass
 PY
