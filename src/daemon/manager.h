@@ -256,6 +256,7 @@ struct Manager {
         unsigned probe_tries[GRM_MAX_GROUPS];
         SteeringState steering_state[GRM_MAX_GROUPS];
         uint64_t steering_foreign[GRM_MAX_GROUPS]; /* times a group's program was found not grm's */
+        uint64_t probe_bypass_logged_usec[GRM_MAX_GROUPS]; /* last "probe taken by a socket outside" */
 
         CgroupMode cgroup_mode;          /* cgroup.c */
         char cgroup_base[PATH_MAX];      /* cgroup path generations live under ("" until set) */

@@ -13,6 +13,10 @@
  * can show what a restart does on its own). A probe is taken as unanswered only after VERIFY_TRIES sends
  * VERIFY_WAIT_USEC apart (loopback delivery is normally done before sendto() returns).
  *
+ * A probe can also go unanswered because a socket outside grm's group on the address took it
+ * (another group there wins the kernel's lookup): when the socket census reports such sockets,
+ * the message says so instead, once a minute.
+ *
  * Groups that cannot be probed are "unverified": TCP listeners (the probe is a datagram), and
  * sockets bound to a device (the probe arrives on loopback).
  *
@@ -33,6 +37,7 @@
 #define VERIFY_INTERVAL_USEC (1 * USEC_PER_SEC)
 #define VERIFY_WAIT_USEC (50 * USEC_PER_MSEC)
 #define VERIFY_TRIES 3
+#define VERIFY_BYPASS_LOG_USEC (60 * USEC_PER_SEC)
 
 
 static const char *const state_names[] = {
@@ -152,9 +157,25 @@ static void group_foreign(Manager *m, unsigned i) {
         snprintf(f_group, sizeof(f_group), "GRM_GROUP=%s", g->address);
         m->steering_state[i] = STEERING_FOREIGN;
         m->steering_foreign[i]++;
-        (void) log_struct(LOG_ERR, 0, fields,
-                          "The reuseport group of %s does not run grm's steering program (it was replaced or removed "
-                          "through one of the group's sockets); attaching it again.", g->address);
+        if (m->portwatch.outside[i] > 0) {
+                /* The census (portwatch.c) found sockets outside grm's group on the address: they
+                 * take datagrams sent there, the probe's too, so its silence says nothing about
+                 * grm's program. Said once a minute while it lasts, not at every probe. */
+                uint64_t now = now_usec();
+
+                if (m->probe_bypass_logged_usec[i] == 0 || now - m->probe_bypass_logged_usec[i] >= VERIFY_BYPASS_LOG_USEC) {
+                        (void) log_struct(LOG_WARNING, 0, fields,
+                                          "The steering probe of %s did not reach grm's program: %u socket%s outside grm's "
+                                          "reuseport group take%s datagrams for that address (grmctl status lists them), "
+                                          "the probe's too. Attaching grm's program again all the same.",
+                                          g->address, m->portwatch.outside[i], m->portwatch.outside[i] == 1 ? "" : "s",
+                                          m->portwatch.outside[i] == 1 ? "s" : "");
+                        m->probe_bypass_logged_usec[i] = now;
+                }
+        } else
+                (void) log_struct(LOG_ERR, 0, fields,
+                                  "The reuseport group of %s does not run grm's steering program (it was replaced or "
+                                  "removed through one of the group's sockets); attaching it again.", g->address);
         r = steering_reattach(m->steering, g->index, g->fd);
         if (r < 0)
                 log_error_errno(r, "Failed to attach the steering program to %s again: %m", g->address);

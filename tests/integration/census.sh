@@ -87,6 +87,12 @@ grep -q "A connected socket on 127.0.0.1:9000 (peer 127.0.0.1:5555; uid 0, pid $
         "$WORK/grmd.log" || fail "no journal warning for the connected socket"
 sleep 1
 [ "$(grep -c 'is outside grm' "$WORK/grmd.log")" = 1 ] || fail "warned more than once"
+# The steering probe goes to the foreign group too: grmd says so, not "not grm's program" at
+# every probe (at most once, if a probe round came before the first census).
+grep -q "The steering probe of udp:127.0.0.1:9000 did not reach grm's program: 1 socket outside grm's reuseport group takes datagrams" \
+        "$WORK/grmd.log" || fail "no word that the probe went to the outside socket"
+[ "$(grep -c "does not run grm's steering program" "$WORK/grmd.log")" -le 1 ] || fail "the probe's silence blamed on the program"
+[ "$(grep -c "did not reach grm's program" "$WORK/grmd.log")" = 1 ] || fail "said more than once a minute"
 ok "status text, metrics and journal name both"
 
 touch "$WORK/foreign.stop"
