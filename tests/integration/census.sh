@@ -144,6 +144,35 @@ gen=$(send_udp 127.0.0.1 9000 || true)
 ok "after a restart: census taken at once ($(status_json | jq .grmd.census_scans) scans in $(status_json | jq '.grmd.uptime_usec / 1000000 | floor') s with a 60 s period), nothing reported, new flows on generation 2"
 stop_grmd || fail "grmd exited non-zero"
 
+# TCP: a listener on 127.0.0.1 next to grm's on the wildcard is in a group of its own and takes
+# the connections to 127.0.0.1 (iter/tcp); established connections on the port are not listed.
+start_grmd --listen udp:127.0.0.1:9000 --listen tcp:0.0.0.0:9001 -- "$GRM_ECHO"
+python3 - "$WORK/tcp.ready" "$WORK/tcp.stop" <<'PY' &
+import os, socket, sys, time
+l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+l.bind(("127.0.0.1", 9001))
+l.listen(8)
+c = socket.create_connection(("127.0.0.1", 9001))
+open(sys.argv[1], "w").write("ready\n")
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.1)
+PY
+tcp=$!
+for _ in $(seq 100); do [ -f "$WORK/tcp.ready" ] && break; sleep 0.05; done
+[ -f "$WORK/tcp.ready" ] || fail "the foreign listener was not set up"
+wait_for 5 '.grmd.census_sockets == 1' || fail "the foreign listener was not reported"
+l=$(status_json | jq -c '.census_sockets[0]')
+[ "$(jq -r '.group + " " + .verdict + " " + .local + " " + (.pid | tostring)' <<<"$l")" = "tcp:0.0.0.0:9001 outside 127.0.0.1:9001 $tcp" ] ||
+        fail "foreign listener: $l"
+[ "$(status_json | jq -c '[.groups[] | {address, census_outside}]')" = \
+  '[{"address":"udp:127.0.0.1:9000","census_outside":0},{"address":"tcp:0.0.0.0:9001","census_outside":1}]' ] ||
+        fail "per group: $(status_json | jq -c '[.groups[] | {address, census_outside}]')"
+touch "$WORK/tcp.stop"
+wait "$tcp"
+ok "TCP: a listener on 127.0.0.1:9001 next to grm's wildcard group reported outside (pid $tcp), its connection not listed"
+stop_grmd || fail "grmd exited non-zero"
+
 # Without CAP_PERFMON (and CAP_SYS_ADMIN): grmd works and says why there is no census.
 GRMD_SAVED=$GRMD
 cat >"$WORK/grmd-noperfmon" <<SH
