@@ -7,6 +7,8 @@
 # 0 lost, 0 moved, 0 datagrams misdelivered in the window, no per-client bind refused, every
 # flow seen by grm's program (flow_created: the groups stayed steered, also for the
 # generations bound after connected sockets existed), the per-client sockets connected.
+# LISTEN/TARGET select the address (dual-stack: [::] reached over IPv4, so the per-client sockets
+# are IPv6 ones with IPV6_V6ONLY copied from grm's and v4-mapped peers).
 # RUN_AS=nobody runs the instances as that user (ConnectPerClient=yes in the config file
 # rather than the command line, so both spellings are tested).
 # BASELINE=1 is the contrast: the same server under grmd without ConnectPerClient=, where the
@@ -23,6 +25,8 @@
 [ -z "${ASAN_OPTIONS:-}" ] || export ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0"
 RUN_AS=${RUN_AS:-}
 BASELINE=${BASELINE:-}
+LISTEN=${LISTEN:-udp:127.0.0.1:9000}
+TARGET=${TARGET:-127.0.0.1:9000}
 RESTARTS=${RESTARTS:-3}
 INTERVAL=2
 
@@ -35,7 +39,7 @@ fi
 write_conf() {
         cat >"$conf" <<CONF
 [Listen]
-Datagram=udp:127.0.0.1:9000
+Datagram=$LISTEN
 ReceiveBuffer=4M
 [Steering]
 Dissector=flow
@@ -48,15 +52,29 @@ ${RUN_AS:+User=$RUN_AS}
 $cpc_key
 CONF
 }
+# Bad options: usage errors (exit 2) that say what is wrong.
+usage() {
+        expect_rc 2 "$GRM_ECHO" "$@"
+}
+usage --connect-delay 2
+grep -q "needs --connect-per-client" "$WORK/out" || fail "no reason: $(cat "$WORK/out")"
+for bad in 10001 -1 abc 1e9 inf ""; do
+        usage --connect-per-client --connect-delay "$bad"
+        grep -q "expected milliseconds 0..10000" "$WORK/out" || fail "--connect-delay '$bad': $(cat "$WORK/out")"
+done
+usage --connect-per-client --connect-delay
+grep -q "needs an argument" "$WORK/out" || fail "no reason: $(cat "$WORK/out")"
+ok "bad --connect-delay values refused with the reason (exit 2)"
+
 write_conf ""
 start_grmd "${args[@]}"
 
 # Distinct source ports for every flow of the run (a reused port would be the same flow to grm).
 duration=$((RESTARTS * INTERVAL + 5))
-"$GRM_LOAD" --json -f 200 -r 2000 -d "$duration" --ports 20000-20199 127.0.0.1:9000 \
+"$GRM_LOAD" --json -f 200 -r 2000 -d "$duration" --ports 20000-20199 "$TARGET" \
         >"$WORK/long.json" 2>"$WORK/long.err" &
 long=$!
-"$GRM_LOAD" --json -f 50 -r 500 -d "$duration" -l 1 --ports 21000-29999 127.0.0.1:9000 \
+"$GRM_LOAD" --json -f 50 -r 500 -d "$duration" -l 1 --ports 21000-29999 "$TARGET" \
         >"$WORK/new.json" 2>"$WORK/new.err" &
 new=$!
 sleep 1.5
@@ -86,7 +104,7 @@ else
                 gen=$(jq -r .result.generation <<<"$out")
                 [ "$gen" = $((i + 1)) ] || fail "restart $i made generation $gen"
                 probe=$("$GRM_LOAD" --json -f 20 -r 400 -d 0.3 --ports $((40000 + i * 50))-$((40049 + i * 50)) \
-                        --expect-generation "$gen" 127.0.0.1:9000) ||
+                        --expect-generation "$gen" "$TARGET") ||
                         fail "new flows after restart $i did not all land on generation $gen: $probe"
                 sleep 1
         done
@@ -101,7 +119,7 @@ else
         [ "$(generation_field "$failed" state)" = failed ] || [ "$(generation_field "$failed" state)" = exited ] ||
                 fail "generation $failed is $(generation_field "$failed" state)"
         probe=$("$GRM_LOAD" --json -f 20 -r 400 -d 0.3 --ports 41000-41049 --expect-generation "$working" \
-                127.0.0.1:9000) || fail "new flows after the failed restart not all on generation $working: $probe"
+                "$TARGET") || fail "new flows after the failed restart not all on generation $working: $probe"
         ok "a start that fails before READY=1 rolled back (exit 5), generation $working keeps serving"
 fi
 
