@@ -414,6 +414,7 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
         /* Whatever happened to the groups' programs since, every restart puts grm's back and
          * checks that it is in effect. */
         manager_verify_steering(m, true);
+        m->spawn_error[0] = 0;
 
         g = calloc(1, sizeof(*g));
         if (!g)
@@ -453,6 +454,10 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                                 continue;
                         r = group_set_owner(&m->groups[gi], user.uid, user.gid);
                         if (r < 0) {
+                                snprintf(m->spawn_error, sizeof(m->spawn_error),
+                                         "the socket of %s could not be given to user %s: %s%s", m->groups[gi].address,
+                                         user.name ? user.name : config->user, strerror(-r),
+                                         r == -EPERM ? " (grmd needs CAP_CHOWN for ConnectPerClient= with User=)" : "");
                                 r = log_error_errno(r, "Failed to give the socket of %s to user %s (uid %u) for ConnectPerClient=yes: %m%s",
                                                     m->groups[gi].address, user.name ? user.name : config->user,
                                                     (unsigned) user.uid,
@@ -476,6 +481,10 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                          * (in the moment a per-client socket is connected) is bound again. */
                         r = group_open_socket(&m->groups[gi], m->portwatch.census, config->receive_buffer, &rebinds, fd);
                         if (r < 0) {
+                                if (r == -EXDEV)
+                                        snprintf(m->spawn_error, sizeof(m->spawn_error),
+                                                 "each new socket on %s joined a reuseport group that is not grm's (a process keeps connected sockets with SO_REUSEPORT there: see grmctl status)",
+                                                 m->groups[gi].address);
                                 r = log_error_errno(r, "Failed to open socket for generation %" PRIu32 " on %s: %s%s",
                                                     gen, m->groups[gi].address,
                                                     r == -EXDEV ? "each new socket joined a reuseport group that is not grm's" : strerror(-r),

@@ -248,6 +248,8 @@ struct Manager {
         char **old_vaults;               /* names of inherited vaults, removed once ours has a snapshot */
         bool vault_keep_inherited;       /* a snapshot could not be copied: never remove them */
 
+        char spawn_error[256];           /* generation.c: why the last spawn failed, for the
+                                          * requester; "" if it has no more to say than the log */
         bool verify_started;             /* verify.c */
         bool verify_waiting;             /* probes sent, not all answered yet */
         sd_event_source *verify_timer;   /* floating: goes with the event loop */

@@ -452,7 +452,14 @@ static void restart_spawn(Manager *m) {
         k = m->restart_ops->spawn(m, gen, (unsigned) slot, &r->config,
                                   usec_add(now(m), r->start_timeout_usec), &r->gen);
         if (k < 0) {
-                restart_finish(m, GRM_OUTCOME_INTERNAL, "could not start a new instance (see grmd's log)");
+                char why[sizeof(m->spawn_error) + 64];
+
+                if (m->spawn_error[0])
+                        snprintf(why, sizeof(why), "could not start a new instance: %s", m->spawn_error);
+                else
+                        snprintf(why, sizeof(why), "could not start a new instance (see grmd's log)");
+                m->spawn_error[0] = 0;
+                restart_finish(m, GRM_OUTCOME_INTERNAL, why);
                 if (!m->working)
                         schedule_respawn(m);
                 return;

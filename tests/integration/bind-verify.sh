@@ -28,7 +28,8 @@ holder=$!
 read -r _ <"$WORK/hold"
 
 expect_rc 1 grmctl restart
-grep -q "could not start a new instance" "$WORK/out" || fail "restart output: $(cat "$WORK/out")"
+grep -q "could not start a new instance: each new socket on udp:127.0.0.1:9000 joined a reuseport group that is not grm's" \
+        "$WORK/out" || fail "restart output: $(cat "$WORK/out")"
 grep -q "Failed to open socket for generation 2 on udp:127.0.0.1:9000: each new socket joined a reuseport group that is not grm's (a process keeps connected sockets with SO_REUSEPORT on the address" \
         "$WORK/grmd.log" || fail "no explanation in grmd's log: $(tail -5 "$WORK/grmd.log")"
 [ "$(status_json | jq .grmd.working)" = 1 ] || fail "generation 1 no longer works"

@@ -666,9 +666,25 @@ START_TEST(test_spawn_fails) {
         ck_assert_int_eq(fake.outcome, GRM_OUTCOME_INTERNAL);
         ck_assert_ptr_null(m->restart);
         ck_assert_uint_eq(fake.respawn_delay, 100 * USEC_PER_MSEC);
+        ck_assert_str_eq(fake.message, "could not start a new instance (see grmd's log)");
         /* a request in the meantime cancels the back-off */
         ck_assert_int_eq(restart_request(m, CONN_A, USEC_INFINITY), 0);
         ck_assert_uint_eq(fake.respawn_delay, USEC_INFINITY);
+        manager_fake_free(m);
+}
+END_TEST
+
+/* A spawn that says why it failed (generation.c: an owner it cannot give, a socket outside
+ * grm's group) has the requester told that, once. */
+START_TEST(test_spawn_fails_with_reason) {
+        Manager *m = manager_fake("");
+
+        fake.spawn_error = -EXDEV;
+        snprintf(m->spawn_error, sizeof(m->spawn_error), "each new socket on udp:127.0.0.1:9000 joined a reuseport group that is not grm's");
+        ck_assert_int_eq(restart_request(m, CONN_A, USEC_INFINITY), 0);
+        ck_assert_int_eq(fake.outcome, GRM_OUTCOME_INTERNAL);
+        ck_assert_str_eq(fake.message, "could not start a new instance: each new socket on udp:127.0.0.1:9000 joined a reuseport group that is not grm's");
+        ck_assert_str_eq(m->spawn_error, "");
         manager_fake_free(m);
 }
 END_TEST
@@ -769,6 +785,7 @@ static Suite *restart_suite(void) {
         tcase_add_test(tc, test_exec_check);
         tcase_add_test(tc, test_config_rejected);
         tcase_add_test(tc, test_spawn_fails);
+        tcase_add_test(tc, test_spawn_fails_with_reason);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("busy");
