@@ -7,11 +7,13 @@
  * Decisions about what a generation's events mean are restart.c's.
  */
 #include <elf.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/pidfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "config-build.h"
@@ -213,7 +215,7 @@ static bool env_is_ours(const char *e) {
         static const char *const prefixes[] = {
                 "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "WATCHDOG_PID=",
                 "WATCHDOG_USEC=", "GRM_GENERATION=", "GRM_BIND_FDS=", "GRM_BIND_INTERCEPT=",
-                "GRM_BIND_PER_CLIENT=", "GRM_QUIC_SERVER_IDS=", "GRM_QUIC_CONFIG_ID=",
+                "GRM_BIND_PER_CLIENT=", "GRM_BIND_LOCK=", "GRM_QUIC_SERVER_IDS=", "GRM_QUIC_CONFIG_ID=",
         };
         for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
                 if (strncmp(e, prefixes[i], strlen(prefixes[i])) == 0)
@@ -233,7 +235,37 @@ const char *generation_bind_library(void) {
  * what the library does with a bind() of one of them: GRM_BIND_INTERCEPT=1 hands out the
  * generation's sockets (InterceptBind=), GRM_BIND_PER_CLIENT=1 binds per-client sockets into
  * grm's group and takes them out at connect() (ConnectPerClient=; src/preload/grm-bind.c). */
-static int add_bind_interception(char ***env, unsigned n_fds, bool intercept, bool per_client) {
+/* The file whose flock(2) the instances' libgrm-bind.so take around a per-client bind and around
+ * a connect and its SO_REUSEPORT clear: so that no process of any generation (a server's forked
+ * workers, the old and the new instance around a flip) binds a per-client socket in the moment
+ * another's is connected but not yet cleared, which would put it outside grm's group. A path
+ * beside the control socket, so that it outlives grmd; readable by the instances' user (a lock
+ * needs only a read-only descriptor). NULL if it cannot be made: the library then does without. */
+static const char *bind_lock_path(Manager *m) {
+        static char path[PATH_MAX];
+        static bool warned;
+        const char *slash;
+        int fd;
+
+        if (!m->ctl_path || !(slash = strrchr(m->ctl_path, '/')) ||
+            (size_t) (slash - m->ctl_path) + sizeof("/grmd.bind-lock") > sizeof(path))
+                return NULL;
+        snprintf(path, sizeof(path), "%.*s/grmd.bind-lock", (int) (slash - m->ctl_path), m->ctl_path);
+        fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+        if (fd < 0) {
+                if (!warned)
+                        log_warning_errno(errno, "Cannot create %s for the instances' per-client binds (%m); "
+                                          "their processes will not exclude each other's binds.", path);
+                warned = true;
+                return NULL;
+        }
+        (void) fchmod(fd, 0644); /* whatever the umask */
+        close(fd);
+        return path;
+}
+
+static int add_bind_interception(char ***env, unsigned n_fds, bool intercept, bool per_client,
+                                 const char *lock_path) {
         const char *preload = getenv("LD_PRELOAD");
         char fds[GRM_MAX_GROUPS * GRM_MAX_SOCKS_PER_GEN * 6 + 16] = "GRM_BIND_FDS=";
         size_t len = strlen(fds);
@@ -252,6 +284,14 @@ static int add_bind_interception(char ***env, unsigned n_fds, bool intercept, bo
                 r = strv_extend(env, "GRM_BIND_PER_CLIENT=1");
                 if (r < 0)
                         return r;
+                if (lock_path) {
+                        if (asprintf(&e, "GRM_BIND_LOCK=%s", lock_path) < 0)
+                                return -ENOMEM;
+                        r = strv_extend(env, e);
+                        free(e);
+                        if (r < 0)
+                                return r;
+                }
         }
         if (asprintf(&e, "LD_PRELOAD=%s%s%s", generation_bind_library(), preload && *preload ? ":" : "",
                      strempty(preload)) < 0)
@@ -347,7 +387,8 @@ static int build_environment(Manager *m, uint32_t gen, unsigned slot, const Conf
                                 return r;
                 }
         if (preload) {
-                r = add_bind_interception(&env, n_fds, intercept_bind, config->connect_per_client > 0);
+                r = add_bind_interception(&env, n_fds, intercept_bind, config->connect_per_client > 0,
+                                          config->connect_per_client > 0 ? bind_lock_path(m) : NULL);
                 if (r < 0)
                         return r;
         }

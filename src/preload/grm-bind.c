@@ -24,8 +24,10 @@
  * SO_REUSEPORT would be the one the next reuseport bind on the port joins (the newest in the
  * port's hash chain), making a new group without grm's program. SO_REUSEADDR keeps binds
  * compatible with it once cleared (grmd sets SO_REUSEADDR around each generation bind too).
- * Both steps run under the library's mutex, so no thread of the process binds between a
- * connect and its clear (docs/ARCHITECTURE.md, "Connect-per-client servers").
+ * Both steps run under the library's mutex and a flock(2) of GRM_BIND_LOCK that every process of
+ * every generation takes, so no thread or process binds between a connect and its clear
+ * (docs/ARCHITECTURE.md, "Connect-per-client servers"; grmd's own generation binds are checked
+ * with the census instead: grmd never waits on a lock an instance holds).
  *
  * Every other bind() and connect() is the kernel's.
  *
@@ -63,6 +65,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -105,6 +109,57 @@ static void lock_table(void) {
 
 static void unlock_table(void) {
         pthread_mutex_unlock(&lock);
+}
+
+/*
+ * The lock the processes of all generations share (GRM_BIND_LOCK, a file beside grmd's control
+ * socket): the mutex orders this process's threads, the flock(2) orders processes (a server's
+ * forked workers, the old and the new instance around a flip). Taken, under the mutex, around a
+ * per-client bind and around a connect and its SO_REUSEPORT clear, so that no bind anywhere
+ * joins a socket in the moment between the two. A flock belongs to an open file description,
+ * which a fork shares: each process opens the file itself (lock_pid). A process that holds the
+ * lock and stops can only delay the others, by at most LOCK_WAIT_NSEC per bind or connect: they
+ * then go on without it (and say so once) rather than hang.
+ */
+#define LOCK_WAIT_NSEC (20 * 1000 * 1000)
+static char lock_path[256];
+static int lock_fd = -1;
+static pid_t lock_pid;
+
+static bool lock_ports(void) {
+        struct timespec pause = { 0, 50 * 1000 };
+        static bool warned;
+
+        if (!lock_path[0])
+                return false;
+        if (lock_pid != getpid()) {
+                if (lock_fd >= 0)
+                        close(lock_fd); /* the parent's description: its lock, not ours */
+                lock_fd = open(lock_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                lock_pid = getpid();
+        }
+        if (lock_fd < 0)
+                goto unlocked;
+        for (long waited = 0; waited < LOCK_WAIT_NSEC; waited += pause.tv_nsec) {
+                if (flock(lock_fd, LOCK_EX | LOCK_NB) == 0)
+                        return true;
+                if (errno != EWOULDBLOCK && errno != EINTR)
+                        break;
+                (void) nanosleep(&pause, NULL);
+        }
+unlocked:
+        if (!warned) {
+                static const char msg[] = "grm-bind: per-client bind or connect without the shared lock (GRM_BIND_LOCK "
+                                          "cannot be opened or is held too long)\n";
+                (void) !write(STDERR_FILENO, msg, sizeof(msg) - 1);
+                warned = true;
+        }
+        return false;
+}
+
+static void unlock_ports(bool held) {
+        if (held)
+                (void) flock(lock_fd, LOCK_UN);
 }
 
 static int parse_int(const char *s, char **end) {
@@ -181,7 +236,8 @@ static void add_entry(int fd) {
 
 __attribute__((constructor)) static void grm_bind_init(void) {
         const char *fds = getenv("GRM_BIND_FDS"), *pid = getenv("LISTEN_PID"), *ns = getenv("NOTIFY_SOCKET"),
-                   *ic = getenv("GRM_BIND_INTERCEPT"), *pc = getenv("GRM_BIND_PER_CLIENT");
+                   *ic = getenv("GRM_BIND_INTERCEPT"), *pc = getenv("GRM_BIND_PER_CLIENT"),
+                   *lk = getenv("GRM_BIND_LOCK");
         char *end;
 
         real_bind = (int (*)(int, const struct sockaddr *, socklen_t)) dlsym(RTLD_NEXT, "bind");
@@ -215,6 +271,8 @@ __attribute__((constructor)) static void grm_bind_init(void) {
         }
         intercept = !ic || strcmp(ic, "0") != 0;
         per_client = pc && strcmp(pc, "1") == 0;
+        if (per_client && lk && lk[0] == '/' && strlen(lk) < sizeof(lock_path))
+                memcpy(lock_path, lk, strlen(lk) + 1);
         pthread_atfork(lock_table, unlock_table, unlock_table);
         enabled = n_entries > 0;
 }
@@ -352,14 +410,17 @@ static bool is_generation_socket(int fd) {
  * SO_REUSEADDR as it was if the bind failed. */
 static int bind_per_client(int fd, const struct sockaddr *addr, socklen_t len) {
         int one = 1, was = socket_int(fd, SOL_SOCKET, SO_REUSEADDR), r = 0;
+        bool held;
 
         if (real_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
                 return -errno;
+        held = lock_ports();
         if (real_bind(fd, addr, len) < 0) {
                 r = -errno;
                 if (was == 0)
                         (void) real_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &was, sizeof(was));
         }
+        unlock_ports(held);
         return r;
 }
 
@@ -491,6 +552,7 @@ EXPORT int setsockopt(int fd, int level, int option, const void *value, socklen_
  * can join it there. A failed connect leaves it as it was: in grm's group, unselected. */
 EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
         int r, zero = 0, saved, error;
+        bool held;
 
         if (!real_connect) {
                 errno = ENOSYS;
@@ -504,12 +566,14 @@ EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
         }
         errno = saved;
         lock_table();
+        held = lock_ports();
         r = real_connect(fd, addr, len);
         error = r < 0 ? errno : saved;
         if (r == 0 && real_setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof(zero)) < 0) {
                 static const char msg[] = "grm-bind: could not clear SO_REUSEPORT on a connected per-client socket\n";
                 (void) !write(STDERR_FILENO, msg, sizeof(msg) - 1);
         }
+        unlock_ports(held);
         unlock_table();
         errno = error;
         return r;
