@@ -20,7 +20,7 @@ race() { # label, ExecStart prefix...
         shift
         local drops
         drops=$(rcvbuf_errors)
-        start_grmd --listen udp:127.0.0.1:9000 --receive-buffer 8M --connect-per-client -- "$@" "$PER_CLIENT_RACE" 2 3
+        start_grmd --listen udp:127.0.0.1:9000 --receive-buffer 8M --connect-per-client ${USER_OPT:-} -- "$@" "$PER_CLIENT_RACE" 2 3
         for _ in $(seq 150); do
                 grep -q '^sent=' "$WORK/grmd.log" && break
                 sleep 0.1
@@ -32,12 +32,22 @@ race() { # label, ExecStart prefix...
 }
 
 race "with the lock"
+grep -q "without the shared lock" "$WORK/grmd.log" && fail "the instance did without the lock"
 [ -f "$WORK/grmd.bind-lock" ] || fail "no lock file beside the control socket"
 sent=$(sed -E 's/^sent=([0-9]+).*/\1/' <<<"$line")
 misdelivered=$(sed -E 's/.*misdelivered=([0-9]+).*/\1/' <<<"$line")
 [ "$sent" -ge 1000 ] || fail "only $sent per-client sockets made: the race was not exercised"
 [ "$misdelivered" = 0 ] || fail "$misdelivered probes reached per-client sockets outside grm's group"
 ok "2 workers, $sent per-client binds with the shared lock: 0 misdelivered"
+
+# Under User=: the instances open the lock file read-only as nobody (its directory must let them
+# reach it, as /run/UNIT does), and the sockets are nobody's.
+chmod 755 "$WORK"
+USER_OPT="--user nobody" race "as nobody, with the lock"
+grep -q "without the shared lock" "$WORK/grmd.log" && fail "the instances under User= did without the lock"
+misdelivered=$(sed -E 's/.*misdelivered=([0-9]+).*/\1/' <<<"$line")
+[ "$misdelivered" = 0 ] || fail "as nobody: $misdelivered probes reached per-client sockets outside grm's group"
+ok "as nobody: 0 misdelivered"
 
 race "control, without the lock" env -u GRM_BIND_LOCK
 ok "control run printed"
