@@ -601,11 +601,20 @@ void restart_abandon(Manager *m) {
 }
 
 void restart_adopt_flip(Manager *m, Generation *g) {
+        uint64_t settle_usec = m->config.settle_usec;
+        bool settle = settle_usec > 0 && settle_usec != UINT64_MAX;
+
         g->state = GEN_WORKING;
         g->ready_usec = g->ready_seen_usec = g->flipped_usec = now(m);
         (void) m->restart_ops->set_timer(g, USEC_INFINITY);
+        /* The previous grmd died between the flip and its snapshot: the restart had not settled.
+         * The generation that worked stands by (restart_adopt_standby() then settles the new one
+         * from now), unless no settle time is configured. */
         for (Generation *o = m->generations; o; o = o->next)
-                if (o != g && (o->state == GEN_WORKING || o->state == GEN_STANDBY))
+                if (o != g && o->state == GEN_WORKING && settle) {
+                        (void) generation_transition(o, GEN_EVENT_STANDBY);
+                        settle = false; /* one stands by; any other drains */
+                } else if (o != g && (o->state == GEN_WORKING || o->state == GEN_STANDBY))
                         generation_start_drain(m, o, GEN_EVENT_SUPERSEDED);
         m->working = g;
 }

@@ -605,6 +605,39 @@ START_TEST(test_takeover_while_settling) {
 }
 END_TEST
 
+/* grmd dies between the flip and its snapshot (takeover.c finds a starting generation in the
+ * working slot): the new one works, the old one stands by for the settle time from now, and a
+ * crash within it rolls back. */
+START_TEST(test_takeover_after_flip) {
+        Manager *m = manager_fake("SettleSec=1s");
+        Generation *g1 = first_start(m), *g2 = request(m);
+
+        m->restart->requester = NULL;
+        restart_abandon(m);
+        (void) fake_set_timer(g2, USEC_INFINITY);
+        fake.working_slot = g2->slot; /* what the maps say */
+        fake.now += 50 * USEC_PER_MSEC;
+
+        restart_adopt_flip(m, g2);
+        restart_adopt_standby(m);
+        ck_assert_ptr_eq(m->working, g2);
+        ck_assert_int_eq(g2->state, GEN_WORKING);
+        ck_assert_int_eq(g1->state, GEN_STANDBY);
+        ck_assert_uint_eq(signals_to(1, SIGTERM), 0);
+        ck_assert_ptr_nonnull(m->restart);
+        ck_assert_ptr_eq(m->restart->previous, g1);
+        ck_assert_uint_eq(timer_of(g2), fake.now + USEC_PER_SEC);
+
+        fake.now += 300 * USEC_PER_MSEC;
+        restart_on_exited(m, g2, "killed by signal SIGSEGV");
+        ck_assert_ptr_eq(m->working, g1);
+        ck_assert_int_eq(g1->state, GEN_WORKING);
+        ck_assert_uint_eq(fake.working_slot, g1->slot);
+        ck_assert_uint_eq(m->restarts_failed, 1);
+        manager_fake_free(m);
+}
+END_TEST
+
 /* The same with no settle time in this grmd's config: done at once, the old one drains. */
 START_TEST(test_takeover_standby_no_settle) {
         Manager *m = manager_fake("SettleSec=1s");
@@ -797,6 +830,7 @@ static Suite *restart_suite(void) {
         tcase_add_test(tc, test_standby_dies);
         tcase_add_loop_test(tc, test_takeover_while_settling, 0, 2);
         tcase_add_test(tc, test_takeover_standby_no_settle);
+        tcase_add_test(tc, test_takeover_after_flip);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("crash_while_working");
