@@ -8,7 +8,7 @@
 #   run-fuzzer.sh FUZZER CORPUS_DIR DICT ARTIFACT_DIR
 #   run-fuzzer.sh --unavailable REASON CORPUS_DIR DICT ARTIFACT_DIR
 #
-# GRM_FUZZ_SECONDS (default 30) bounds the fuzzing. Inputs that found new coverage are kept in
+# GRM_FUZZ_SECONDS (default 20) bounds the fuzzing. Inputs that found new coverage are kept in
 # ARTIFACT_DIR/new-corpus/TARGET for a maintainer to merge into the seed corpus (README.md).
 set -euo pipefail
 
@@ -25,7 +25,7 @@ fuzzer=$1
 corpus=$2
 dict=$3
 artifacts=$4
-seconds=${GRM_FUZZ_SECONDS:-30}
+seconds=${GRM_FUZZ_SECONDS:-20}
 name=$(basename "$fuzzer")
 new_corpus=$artifacts/new-corpus/$name
 mkdir -p "$artifacts" "$new_corpus"
