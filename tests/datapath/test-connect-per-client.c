@@ -238,6 +238,16 @@ static unsigned received(int fd) {
         return n;
 }
 
+/* n per-client sockets, bound and connected to clients 31000, 31001, ...; clear: as
+ * libgrm-bind.so does (SO_REUSEPORT cleared after connect), or not (the control). */
+static void connect_clients(Rig *rig, int *fds, unsigned n, bool clear) {
+        for (unsigned i = 0; i < n; i++) {
+                fds[i] = per_client_bind(rig, true);
+                ck_assert_int_ge(fds[i], 0);
+                per_client_connect(rig, fds[i], (uint16_t) (31000 + i), clear);
+        }
+}
+
 /* ---- the bind-connect window ---- */
 
 START_TEST(test_window_closed) {
@@ -316,11 +326,7 @@ START_TEST(test_generation_after_connected) {
 
         rig_init(&rig, c, 9102, true);
         ck_assert_int_eq(rig_generation(&rig, 0, SLOT_GEN1, 1), 0);
-        for (unsigned i = 0; i < N_CONNECTED; i++) {
-                fds[i] = per_client_bind(&rig, true);
-                ck_assert_int_ge(fds[i], 0);
-                per_client_connect(&rig, fds[i], (uint16_t) (31000 + i), true);
-        }
+        connect_clients(&rig, fds, N_CONNECTED, true);
         ck_assert_int_eq(rig_generation(&rig, 1, SLOT_GEN2, 2), 0);
         steered(&rig, &placed0, &errors);
         for (unsigned i = 0; i < N_NEW; i++)
@@ -362,11 +368,7 @@ START_TEST(test_generation_after_uncleared) {
 
         rig_init(&rig, c, 9103, true);
         ck_assert_int_eq(rig_generation(&rig, 0, SLOT_GEN1, 1), 0);
-        for (unsigned i = 0; i < N_CONNECTED; i++) {
-                fds[i] = per_client_bind(&rig, true);
-                ck_assert_int_ge(fds[i], 0);
-                per_client_connect(&rig, fds[i], (uint16_t) (31000 + i), false);
-        }
+        connect_clients(&rig, fds, N_CONNECTED, false);
         ck_assert_int_eq(rig_generation(&rig, 1, SLOT_GEN2, 2), 0);
         steered(&rig, &placed0, &errors);
         for (unsigned i = 0; i < N_NEW; i++)
@@ -498,11 +500,7 @@ START_TEST(test_other_user_refused) {
 
         rig_init(&rig, c, 9105, true);
         ck_assert_int_eq(rig_generation(&rig, 0, SLOT_GEN1, 1), 0);
-        for (unsigned i = 0; i < ELEMENTSOF(fds); i++) {
-                fds[i] = per_client_bind(&rig, true);
-                ck_assert_int_ge(fds[i], 0);
-                per_client_connect(&rig, fds[i], (uint16_t) (31000 + i), true);
-        }
+        connect_clients(&rig, fds, ELEMENTSOF(fds), true);
         ck_assert_int_eq(bind_as(&rig, HIJACKER_UID, true, false), -EADDRINUSE);
         ck_assert_int_eq(bind_as(&rig, HIJACKER_UID, false, true), -EADDRINUSE);
         ck_assert_int_eq(bind_as(&rig, HIJACKER_UID, true, true), -EADDRINUSE);

@@ -555,6 +555,14 @@ START_TEST(test_standby_dies) {
 }
 END_TEST
 
+/* What a takeover leaves of the previous grmd's restart of g: nothing (its restart, its
+ * requester and g's timer went with it); the generations are as its snapshot said. */
+static void previous_grmd_dies(Manager *m, Generation *g) {
+        m->restart->requester = NULL;
+        restart_abandon(m);
+        (void) fake_set_timer(g, USEC_INFINITY);
+}
+
 /* grmd dies while a restart settles (takeover: the snapshot has the new generation working and
  * the old one standing by, no restart and no timers). The new grmd settles the rest of the time
  * from the flip: a crash within it rolls back (loop 0), the end of it drains the old (loop 1). */
@@ -566,10 +574,7 @@ START_TEST(test_takeover_while_settling) {
         instance_ready(m, g2, 10 * USEC_PER_MSEC);
         flipped = g2->flipped_usec;
         ck_assert_int_eq(g1->state, GEN_STANDBY);
-        /* what a takeover leaves: the previous grmd's restart and timers are gone */
-        m->restart->requester = NULL;
-        restart_abandon(m);
-        (void) fake_set_timer(g2, USEC_INFINITY);
+        previous_grmd_dies(m, g2);
         fake.n_results = 0;
         fake.now += 300 * USEC_PER_MSEC;
 
@@ -612,9 +617,7 @@ START_TEST(test_takeover_after_flip) {
         Manager *m = manager_fake("SettleSec=1s");
         Generation *g1 = first_start(m), *g2 = request(m);
 
-        m->restart->requester = NULL;
-        restart_abandon(m);
-        (void) fake_set_timer(g2, USEC_INFINITY);
+        previous_grmd_dies(m, g2);
         fake.working_slot = g2->slot; /* what the maps say */
         fake.now += 50 * USEC_PER_MSEC;
 
@@ -644,8 +647,7 @@ START_TEST(test_takeover_standby_no_settle) {
         Generation *g1 = first_start(m), *g2 = request(m);
 
         instance_ready(m, g2, 10 * USEC_PER_MSEC);
-        m->restart->requester = NULL;
-        restart_abandon(m);
+        previous_grmd_dies(m, g2);
         m->config.settle_usec = 0;
         restart_adopt_standby(m);
         ck_assert_ptr_null(m->restart);
