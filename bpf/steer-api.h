@@ -134,7 +134,10 @@ struct grm_config {
         __u32 flow_source_quota;   /* entries per source and quota window; 0: no quota */
         __u32 flow_quota_window_ticks; /* length of a quota window in ticks, >= 1 */
         __u32 maps_abi;         /* GRM_MAPS_ABI_VERSION of the grmd that created the maps */
-        __u32 _pad;
+        __u32 working_nsocks;   /* slots[working_slot].nsocks, copied with every write of the
+                                 * config, so that the dissector none's path reads one map
+                                 * value; 0 (also what an older grmd left in this place): read
+                                 * the slot */
 };
 
 /* Value of the "slot_tcp" per-CPU array, indexed by slot: what the TCP program did for the

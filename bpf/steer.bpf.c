@@ -762,13 +762,19 @@ int grm_steer(struct sk_reuseport_md *ctx) {
 
                 if (slot != GRM_SLOT_NONE)
                         return finish(GRM_STAT_QUIC_CID_LIVE, slot, SK_PASS);
-        } else if (cfg->dissector == GRM_DISSECTOR_NONE && cfg->working_slot != GRM_SLOT_NONE) {
+        } else if (cfg->dissector == GRM_DISSECTOR_NONE && cfg->working_slot < GRM_GEN_SLOTS) {
                 /* Dissector none while a generation works, the whole of it: the working
-                 * generation's socket, before anything else is set up. Whatever fails here
-                 * (its sockets are gone) gets the full program's verdict. */
-                __u32 slot = cfg->working_slot, index;
+                 * generation's socket, before anything else is set up, from the config's copy
+                 * of its socket count (no read of its slot: select_in_slot()'s choice without
+                 * it). Whatever fails here (its sockets are gone, the copy is 0) gets the full
+                 * program's verdict. */
+                __u32 slot = cfg->working_slot, nsocks = cfg->working_nsocks, index;
 
-                if (select_in_slot(ctx, slot, &index) == 0)
+                if (nsocks - 1 < GRM_MAX_SOCKS_PER_GEN) {
+                        index = sock_index(slot, (__u32) (((__u64) ctx->hash * nsocks) >> 32));
+                        if (bpf_sk_select_reuseport(ctx, &sockets, &index, 0) == 0)
+                                return finish(GRM_STAT_WORKING, slot, SK_PASS);
+                } else if (select_in_slot(ctx, slot, &index) == 0)
                         return finish(GRM_STAT_WORKING, slot, SK_PASS);
         }
         return steer(ctx, cfg);

@@ -198,10 +198,16 @@ unsigned steering_n_groups(const Steering *s) {
 }
 
 static int write_config(Steering *s) {
-        __u32 zero = 0;
+        __u32 zero = 0, slot = s->config.working_slot;
+        struct grm_slot value = {};
 
         if (s->n_groups == 0)
                 return 0; /* written when the maps are created */
+        /* The working slot's socket count, beside it in the one value the program reads first.
+         * 0 if the slot cannot be read: the program then reads the slot itself. */
+        if (slot >= GRM_GEN_SLOTS || bpf_map_lookup_elem(s->maps[MAP_SLOTS], &slot, &value) < 0 || value.gen == 0)
+                value.nsocks = 0;
+        s->config.working_nsocks = value.nsocks;
         if (bpf_map_update_elem(s->maps[MAP_CONFIG], &zero, &s->config, BPF_ANY) < 0)
                 return negative_errno();
         return 0;
@@ -422,6 +428,10 @@ int steering_slot_activate(Steering *s, unsigned slot, uint32_t gen, unsigned ns
                 return r;
         if (bpf_map_update_elem(s->maps[MAP_SLOTS], &slot, &value, BPF_ANY) < 0)
                 return negative_errno();
+        /* (grmd activates a slot before it works; should it ever be the working one, the
+         * config's copy of its socket count follows) */
+        if (s->config.working_slot == slot)
+                return write_config(s);
         return 0;
 }
 

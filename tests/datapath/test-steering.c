@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
+
 #include "datapath-cases.h"
 #include "datapath-util.h"
 #include "macro.h"
@@ -705,8 +707,22 @@ START_TEST(test_spread) {
                                "round %u: socket %u (fd %d) got none of %u flows (%u/%u/%u/%u)", k,
                                s, rig->socks[gen1->sock_ids[0][s]].fd, N_FLOWS, per_sock[0],
                                per_sock[1], per_sock[2], per_sock[3]);
-                if (is_flow(rig) && k > 0)
+                /* flow: by the table; none: by the hash alone, on the program's one-read path
+                 * (the config's copy of the socket count, checked below) as on its full path */
+                if (k > 0)
                         assert_round_same_socks(rig, rounds[k], rounds[0], "flows stick");
+        }
+        {
+                int fds[STEERING_N_MAPS];
+                struct grm_config cfg;
+                __u32 zero = 0;
+
+                ck_assert_int_eq(steering_get_map_fds(rig->steering, fds), 0);
+                for (unsigned i = 0; i < STEERING_N_MAPS; i++)
+                        if (streq(steering_map_names[i], "config"))
+                                ck_assert_int_eq(bpf_map_lookup_elem(fds[i], &zero, &cfg), 0);
+                ck_assert_uint_eq(cfg.working_slot, SLOT_GEN1);
+                ck_assert_uint_eq(cfg.working_nsocks, N_SOCKS);
         }
         assert_stats(rig, &st, "spread", verdict_new(rig), N_FLOWS, verdict_existing(rig),
                      (N_ROUNDS - 1) * N_FLOWS, -1);
