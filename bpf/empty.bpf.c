@@ -12,6 +12,14 @@
  *                on a miss) and selects the socket the entry names: the least a program that
  *                remembers flows does (no LRU, no timestamps, no generations, no counters).
  *
+ * and, in minflow's place (grm-bench-steer --baseline), "select" plus one more step, for what
+ * that step costs a packet (tools/bench/step-cost):
+ *
+ *   grm_address  reads the remote IPv4 address (bpf_skb_load_bytes_relative(), the only way to
+ *                the IP header from an sk_reuseport program; grm's flow key needs it);
+ *   grm_clock    reads bpf_ktime_get_coarse_ns() (the clock of grm's flow entries);
+ *   grm_jiffies  reads bpf_jiffies64() (which the verifier inlines into a load on x86-64).
+ *
  * The benchmark puts the select group's socket at index 0 of bench_sockets and the minflow
  * group's at index 1, and sizes bench_flows like grm's flow table before load.
  */
@@ -78,6 +86,43 @@ int grm_minflow(struct sk_reuseport_md *ctx) {
         if (bpf_sk_select_reuseport(ctx, &bench_sockets, &index, 0) < 0)
                 return SK_DROP;
         return SK_PASS;
+}
+
+/* Keeps the compiler from dropping a value the program does not use otherwise. */
+#define KEEP(x) asm volatile("" : "+r"(x))
+
+static __always_inline int select_only(struct sk_reuseport_md *ctx) {
+        __u32 index = BENCH_INDEX_MINFLOW;
+
+        if (bpf_sk_select_reuseport(ctx, &bench_sockets, &index, 0) < 0)
+                return SK_DROP;
+        return SK_PASS;
+}
+
+SEC("sk_reuseport")
+int grm_address(struct sk_reuseport_md *ctx) {
+        __u32 addr;
+
+        if (bpf_skb_load_bytes_relative(ctx, 12, &addr, sizeof(addr), BPF_HDR_START_NET) < 0)
+                return SK_DROP;
+        KEEP(addr);
+        return select_only(ctx);
+}
+
+SEC("sk_reuseport")
+int grm_clock(struct sk_reuseport_md *ctx) {
+        __u64 t = bpf_ktime_get_coarse_ns();
+
+        KEEP(t);
+        return select_only(ctx);
+}
+
+SEC("sk_reuseport")
+int grm_jiffies(struct sk_reuseport_md *ctx) {
+        __u64 t = bpf_jiffies64();
+
+        KEEP(t);
+        return select_only(ctx);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

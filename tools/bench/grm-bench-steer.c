@@ -84,7 +84,10 @@ enum {
         _GROUP_MAX,
 };
 
-static const char *const group_names[_GROUP_MAX] = { "grm", "empty", "select", "minflow" };
+static const char *group_names[_GROUP_MAX] = { "grm", "empty", "select", "minflow" };
+
+/* What the fourth group runs (--baseline): minflow, or select plus one step (bpf/empty.bpf.c). */
+static const char *const baseline_names[] = { "minflow", "address", "clock", "jiffies" };
 
 /* Index of each baseline group's generation socket in bench_sockets (see bpf/empty.bpf.c). */
 #define BENCH_INDEX_SELECT  0U
@@ -137,6 +140,7 @@ static unsigned arg_stride = 1;      /* the rounds send from every stride-th sou
 static uint64_t arg_rate = 0;        /* datagrams per second the sender keeps to; 0: as fast as it can */
 static unsigned sweep_stride = 1;    /* the warm-up sweeps over every flow */
 static bool arg_json = false;
+static unsigned arg_baseline = 0; /* index in baseline_names */
 
 static void closedirp(DIR **d) {
         if (*d)
@@ -413,7 +417,11 @@ static int bench_setup(Bench *b) {
         if (r >= 0)
                 r = attach(&b->groups[GROUP_SELECT], b->empty->progs.grm_select);
         if (r >= 0)
-                r = attach(&b->groups[GROUP_MINFLOW], b->empty->progs.grm_minflow);
+                r = attach(&b->groups[GROUP_MINFLOW],
+                           arg_baseline == 1   ? b->empty->progs.grm_address
+                           : arg_baseline == 2 ? b->empty->progs.grm_clock
+                           : arg_baseline == 3 ? b->empty->progs.grm_jiffies
+                                               : b->empty->progs.grm_minflow);
         if (r < 0)
                 return log_errno(r, "cannot attach a baseline program: %m");
         index = BENCH_INDEX_SELECT;
@@ -722,6 +730,11 @@ static int help(void) {
                "     --sample-every N       the rounds send from every N-th source address only\n"
                "                            (with all its ports): a sample of the flows, for\n"
                "                            low rates over large tables\n"
+               "     --baseline minflow|address|clock|jiffies\n"
+               "                            what the fourth group runs: minflow (default), or\n"
+               "                            select plus one step: reading the remote IPv4\n"
+               "                            address, bpf_ktime_get_coarse_ns(), bpf_jiffies64()\n"
+               "                            (its results are named after it)\n"
                "     --json                 print the result as one JSON object\n"
                "  -h --help                 show this help\n",
                program_invocation_short_name);
@@ -744,7 +757,7 @@ static int parse_number(const char *opt, const char *s, uint64_t min, uint64_t m
 }
 
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_JSON = 0x100, ARG_MODE, ARG_RATE, ARG_STRIDE };
+        enum { ARG_JSON = 0x100, ARG_MODE, ARG_RATE, ARG_STRIDE, ARG_BASELINE };
         static const struct option options[] = {
                 { "help",            no_argument,       NULL, 'h'      },
                 { "dissector",       required_argument, NULL, 'D'      },
@@ -757,6 +770,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "json",            no_argument,       NULL, ARG_JSON },
                 { "rate",            required_argument, NULL, ARG_RATE },
                 { "sample-every",    required_argument, NULL, ARG_STRIDE },
+                { "baseline",        required_argument, NULL, ARG_BASELINE },
                 {}
         };
         uint64_t u;
@@ -818,6 +832,18 @@ static int parse_argv(int argc, char *argv[]) {
                 case ARG_RATE:
                         if (parse_number("--rate", optarg, 1, 100000000, &arg_rate) < 0)
                                 return -EINVAL;
+                        break;
+                case ARG_BASELINE:
+                        arg_baseline = ELEMENTSOF(baseline_names);
+                        for (unsigned i = 0; i < ELEMENTSOF(baseline_names); i++)
+                                if (streq(optarg, baseline_names[i]))
+                                        arg_baseline = i;
+                        if (arg_baseline == ELEMENTSOF(baseline_names)) {
+                                fprintf(stderr, "%s: --baseline: expected minflow, address, clock or jiffies, got '%s'\n",
+                                        program_invocation_short_name, optarg);
+                                return -EINVAL;
+                        }
+                        group_names[GROUP_MINFLOW] = baseline_names[arg_baseline];
                         break;
                 case ARG_STRIDE:
                         if (parse_number("--sample-every", optarg, 1, 1000000, &u) < 0)
@@ -923,9 +949,10 @@ static void print_json(const Summary *sum) {
 }
 
 static void print_human(const Summary *sum) {
-        printf("\nmedian ns per run: grm %.1f, empty %.1f, select %.1f, minflow %.1f; "
+        printf("\nmedian ns per run: grm %.1f, empty %.1f, select %.1f, %s %.1f; "
                "grm/empty %.2f (rounds %.2f..%.2f), grm/select %.2f (rounds %.2f..%.2f)\n",
-               sum->ns[GROUP_GRM], sum->ns[GROUP_EMPTY], sum->ns[GROUP_SELECT], sum->ns[GROUP_MINFLOW],
+               sum->ns[GROUP_GRM], sum->ns[GROUP_EMPTY], sum->ns[GROUP_SELECT], group_names[GROUP_MINFLOW],
+               sum->ns[GROUP_MINFLOW],
                sum->ratio, sum->ratio_min, sum->ratio_max, sum->ratio_select, sum->ratio_select_min,
                sum->ratio_select_max);
         printf("sender CPU per datagram (send + loopback delivery): grm %.0f ns, empty %.0f ns\n",
