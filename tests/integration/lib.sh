@@ -31,6 +31,22 @@ CGROUP_V2=/sys/fs/cgroup/unified
 [ -f "$CGROUP_V2/cgroup.procs" ] || CGROUP_V2=/sys/fs/cgroup
 ls -d "$CGROUP_V2"/grmd-* >"$WORK/cgroups-before" 2>/dev/null || true
 
+# cgroup_is_ours DIR: whether a process of this test (this PID namespace) runs in DIR's subtree.
+# Another test's processes (another suite run on the same machine, in a PID namespace of its own)
+# read as 0 in cgroup.procs here: such a cgroup is not this test's to end.
+cgroup_is_ours() {
+        find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null | grep -qv '^0$'
+}
+
+# The base cgroup a grmd with this test's control socket makes (cgroup_base_name() in
+# src/shared/cgroup-util.c: "grmd-" and the FNV-1a hash of the path), to remove it even empty.
+OWN_CGROUP=$CGROUP_V2/$(python3 -c '
+import sys
+h = 0xcbf29ce484222325
+for c in sys.argv[1].encode():
+    h = ((h ^ c) * 0x100000001b3) & 0xffffffffffffffff
+print("grmd-%016x" % h)' "$SOCK")
+
 cleanup() {
         local rc=$?
         if [ -n "$GRMD_PID" ] && kill -0 "$GRMD_PID" 2>/dev/null; then
@@ -47,12 +63,16 @@ cleanup() {
         done
         for d in "$CGROUP_V2"/grmd-*; do
                 [ -d "$d" ] && ! grep -qxF "$d" "$WORK/cgroups-before" || continue
-                # What still runs in it is the test's (its PID namespace): end it, then remove.
-                [ -f "$d/cgroup.kill" ] && echo 1 >"$d/cgroup.kill" 2>/dev/null
-                for _ in $(seq 20); do
-                        grep -q '^populated 0' "$d/cgroup.events" 2>/dev/null && break
-                        sleep 0.05
-                done
+                if cgroup_is_ours "$d"; then
+                        # What still runs in it is the test's: end it, then remove.
+                        [ -f "$d/cgroup.kill" ] && echo 1 >"$d/cgroup.kill" 2>/dev/null
+                        for _ in $(seq 20); do
+                                grep -q '^populated 0' "$d/cgroup.events" 2>/dev/null && break
+                                sleep 0.05
+                        done
+                elif [ "$d" != "$OWN_CGROUP" ]; then
+                        continue # another test's, running beside this one
+                fi
                 find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
         done
         rm -rf "$WORK"
