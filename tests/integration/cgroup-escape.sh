@@ -27,6 +27,7 @@ set_command() {
         cat >"$conf" <<CONF
 [Listen]
 Datagram=udp:127.0.0.1:9000
+ReceiveBuffer=4M
 [Instance]
 ExecStart=$1
 DrainTimeoutSec=1

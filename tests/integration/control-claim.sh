@@ -6,7 +6,7 @@
 # address).
 . "$(dirname "$0")/lib.sh"
 
-start_grmd --listen udp:127.0.0.1:9000 -- "$GRM_ECHO" --idle-exit 0.3
+start_grmd --listen udp:127.0.0.1:9000 --receive-buffer 4M -- "$GRM_ECHO" --idle-exit 0.3
 first=$GRMD_PID
 
 "$GRM_LOAD" --json -f 50 -r 2000 -d 3 --ports 20000-20999 127.0.0.1:9000 >"$WORK/load.json" &
@@ -27,7 +27,7 @@ kill -KILL "$first"
 wait "$first" 2>/dev/null || true
 [ -S "$SOCK" ] || fail "the killed grmd's socket file is gone (test needs it)"
 GRMD_PID=
-start_grmd --listen udp:127.0.0.1:9001 -- "$GRM_ECHO" --idle-exit 0.3
+start_grmd --listen udp:127.0.0.1:9001 --receive-buffer 4M -- "$GRM_ECHO" --idle-exit 0.3
 [ "$(status_json | jq .grmd.pid)" = "$GRMD_PID" ] || fail "stale socket not replaced"
 ok "stale control socket replaced"
 stop_grmd || fail "grmd did not exit cleanly"

@@ -40,7 +40,9 @@ record_ids() {
 : >"$WORK/ids"
 record_ids 1 "$(generation_field 1 pid)"
 
-duration=$((RAMP + 1 + RESTARTS * INTERVAL + 1))
+# (Each restart takes its own time on top of INTERVAL, more under the sanitizer: half a second
+# each and 2 s more, so that the last rebinding signal still finds the load running.)
+duration=$((RAMP + 1 + RESTARTS * INTERVAL + RESTARTS / 2 + 2))
 "$GRM_QUIC_LOAD" --json --per-connection -c "$CONNECTIONS" -i 1 -l "$LIFETIME" --ramp "$RAMP" -H 20 \
         --handshake-hold 0.1 --idle-timeout 5 --rebind-signal SIGUSR1 --ports 10000-59999 -d "$duration" \
         "127.0.0.1:$PORT" \

@@ -16,6 +16,7 @@ set_instance() {
         cat >"$conf" <<CONF
 [Listen]
 Datagram=udp:127.0.0.1:9000
+ReceiveBuffer=4M
 [Instance]
 ExecStart=$1
 $2

@@ -33,7 +33,8 @@ ExecStart=$BIND_SERVER udp:127.0.0.1:9000 udp:127.0.0.1:9000
 InterceptBind=yes
 CONF
 kill -TERM "$GRMD_PID"; wait "$GRMD_PID" || true
-start_grmd --config "$WORK/grmd.conf" --sockets-per-generation 2 --dissector flow --listen udp:127.0.0.1:9000
+start_grmd --config "$WORK/grmd.conf" --sockets-per-generation 2 --dissector flow --listen udp:127.0.0.1:9000 \
+        --receive-buffer 4M
 out=$("$GRM_LOAD" --json -f 200 -r 4000 -d 4 --ports 30000-39999 127.0.0.1:9000) || fail "load on a fully read generation: $out"
 [ "$(generation_field 1 unread_sockets)" = 0 ] || fail "a read socket reported unread"
 jq -c '{sent, answered, lost}' <<<"$out"
