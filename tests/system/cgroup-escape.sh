@@ -47,6 +47,8 @@ set_conf ExecStart "/usr/bin/grm-echo --idle-exit 1"
 systemctl reload "$UNIT" || fail "reload exited $?"
 wait_for 10 '.generations[] | select(.generation == 1) | .state == "exited"' || fail "generation 1 not killed"
 wait_escaped 0
+# grmd removes an emptied cgroup at its next poll (20 ms), after the kill.
+for i in $(seq 100); do [ -e "$base$unit_cg/gen-1" ] || break; sleep 0.05; done
 [ ! -e "$base$unit_cg/gen-1" ] || fail "gen-1 not removed"
 wait_load /run/load.json
 ok "generation 1 and its escaped child gone at the deadline, gen-1 removed, $(generation_field 1 cpu_usec) us CPU"
@@ -60,7 +62,7 @@ rc=0
 wait $reload || rc=$?
 [ "$rc" != 0 ] || fail "the reload of an instance that fails succeeded"
 wait_escaped 0
-for i in $(seq 50); do [ -e "$base$unit_cg/gen-3" ] || break; sleep 0.05; done
+for i in $(seq 100); do [ -e "$base$unit_cg/gen-3" ] || break; sleep 0.05; done
 [ ! -e "$base$unit_cg/gen-3" ] || fail "gen-3 not removed"
 probe 2
 ok "failed start: escaped child gone, gen-3 removed, generation 2 serving"
