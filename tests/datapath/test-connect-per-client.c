@@ -34,6 +34,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,8 @@
 #define SLOT_GEN2       9U
 #define OTHER_UID       1000    /* the instance's User= */
 #define HIJACKER_UID    1001    /* another local user */
+#define DELIVERY_TIMEOUT_MSEC 2000  /* how long expected datagrams may take to arrive */
+#define STRAY_MSEC      20      /* how long to look for more after they did */
 
 static const char *program_name = "test-connect-per-client";
 
@@ -227,7 +230,9 @@ static void client_send(const Rig *rig, uint16_t port) {
         ck_assert_msg(sendto(fd, "x", 1, 0, (struct sockaddr *) &ss, len) == 1, "sendto(): %m");
 }
 
-/* Datagrams queued on fd (read and dropped), after a moment for loopback delivery. */
+/* Datagrams queued on fd now (read and dropped). For "this socket got none", after the
+ * datagrams that went elsewhere were received there (received_wait()): those waited for
+ * delivery, and STRAY_MSEC more. */
 static unsigned received(int fd) {
         char b[16];
         unsigned n = 0;
@@ -236,6 +241,51 @@ static unsigned received(int fd) {
                 n++;
         ck_assert_int_eq(errno, EAGAIN);
         return n;
+}
+
+/* Datagrams received on the n sockets of fds (read and dropped; counts[i] for fds[i]) until
+ * want have arrived on all of them together, or DELIVERY_TIMEOUT_MSEC passed, then for
+ * STRAY_MSEC more, for any that should not come. Returns the total. Loopback delivery is not
+ * done when sendto() returns: on a loaded machine the softirq that queues a datagram can be
+ * deferred to ksoftirqd, and a fixed sleep then misses late datagrams (and counts them in
+ * the next check). */
+static unsigned received_wait_all(const int *fds, unsigned n, unsigned want, unsigned *counts) {
+        uint64_t deadline = now_msec() + DELIVERY_TIMEOUT_MSEC;
+        struct pollfd pfds[N_CONNECTED + 4];
+        bool settling = false;
+        unsigned total = 0;
+
+        ck_assert_uint_le(n, ELEMENTSOF(pfds));
+        for (unsigned i = 0; i < n; i++) {
+                counts[i] = 0;
+                pfds[i] = (struct pollfd) { .fd = fds[i], .events = POLLIN };
+        }
+        for (;;) {
+                uint64_t now;
+
+                for (unsigned i = 0; i < n; i++) {
+                        unsigned got = received(fds[i]);
+
+                        counts[i] += got;
+                        total += got;
+                }
+                now = now_msec();
+                if (!settling && total >= want) {
+                        settling = true;
+                        deadline = now + STRAY_MSEC;
+                }
+                if (now >= deadline)
+                        return total;
+                ck_assert_msg(poll(pfds, n, (int) (deadline - now)) >= 0 || errno == EINTR, "poll(): %m");
+        }
+}
+
+/* received_wait_all() for one socket: the datagrams it got, waiting for want of them. */
+static unsigned received_wait(int fd, unsigned want) {
+        unsigned count;
+
+        (void) received_wait_all(&fd, 1, want, &count);
+        return count;
 }
 
 /* n per-client sockets, bound and connected to clients 31000, 31001, ...; clear: as
@@ -270,7 +320,7 @@ START_TEST(test_window_closed) {
                         sleep_msec(WINDOW_MSEC / 4);
         }
         sleep_msec(WINDOW_MSEC);
-        got_gen = received(rig.gen_fd[0]);
+        got_gen = received_wait(rig.gen_fd[0], N_NEW);
         got_client = received(fd);
         steered(&rig, &placed, &errors);
         ck_assert_msg(got_client == 0 && got_gen == N_NEW,
@@ -284,9 +334,8 @@ START_TEST(test_window_closed) {
                 client_send(&rig, 30000);
         for (unsigned i = 0; i < N_NEW / 4; i++)
                 client_send(&rig, (uint16_t) (21000 + i));
-        sleep_msec(20);
-        ck_assert_uint_eq(received(fd), 3);
-        ck_assert_uint_eq(received(rig.gen_fd[0]), N_NEW / 4);
+        ck_assert_uint_eq(received_wait(fd, 3), 3);
+        ck_assert_uint_eq(received_wait(rig.gen_fd[0], N_NEW / 4), N_NEW / 4);
         close(fd);
         rig_done(&rig);
 }
@@ -296,9 +345,9 @@ END_TEST
  * per-client socket included. */
 START_TEST(test_window_open_without_grm) {
         const Case *c = &cases_all[_i];
+        unsigned got[3];
+        int fd, fds[3];
         Rig rig;
-        unsigned got;
-        int fd;
 
         rig_init(&rig, c, 9101, false);
         ck_assert_int_eq(rig_generation(&rig, 0, SLOT_GEN1, 1), 0);
@@ -306,11 +355,12 @@ START_TEST(test_window_open_without_grm) {
         ck_assert_int_ge(fd, 0);
         for (unsigned i = 0; i < N_NEW; i++)
                 client_send(&rig, (uint16_t) (20000 + i));
-        sleep_msec(20);
-        got = received(fd);
-        ck_assert_msg(got > 0, "%s: without grm's program the per-client socket got none of %u", c->name, N_NEW);
-        (void) received(rig.gen_fd[0]);
-        (void) received(rig.group.fd);
+        /* Every datagram, wherever the kernel put it, before counting the per-client socket's. */
+        fds[0] = fd;
+        fds[1] = rig.gen_fd[0];
+        fds[2] = rig.group.fd;
+        (void) received_wait_all(fds, ELEMENTSOF(fds), N_NEW, got);
+        ck_assert_msg(got[0] > 0, "%s: without grm's program the per-client socket got none of %u", c->name, N_NEW);
         close(fd);
         rig_done(&rig);
 }
@@ -321,6 +371,7 @@ END_TEST
 START_TEST(test_generation_after_connected) {
         const Case *c = &cases_all[_i];
         uint64_t placed0, placed, errors;
+        unsigned got, got_each[N_CONNECTED];
         int fds[N_CONNECTED], late;
         Rig rig;
 
@@ -333,23 +384,24 @@ START_TEST(test_generation_after_connected) {
                 client_send(&rig, (uint16_t) (22000 + i));
         for (unsigned i = 0; i < N_CONNECTED; i++)
                 client_send(&rig, (uint16_t) (31000 + i));
-        sleep_msec(20);
+        got = received_wait(rig.gen_fd[1], N_NEW);
+        ck_assert_msg(got == N_NEW, "%s: the new generation got %u of %u new clients", c->name, got, N_NEW);
+        (void) received_wait_all(fds, N_CONNECTED, N_CONNECTED, got_each);
+        for (unsigned i = 0; i < N_CONNECTED; i++)
+                ck_assert_uint_eq(got_each[i], 1);
+        /* The program ran for each datagram before it was queued. */
         steered(&rig, &placed, &errors);
-        ck_assert_msg(received(rig.gen_fd[1]) == N_NEW, "%s: the new generation did not get every new client", c->name);
         ck_assert_uint_eq(placed - placed0, N_NEW);
         ck_assert_uint_eq(errors, 0);
         ck_assert_uint_eq(received(rig.gen_fd[0]), 0);
-        for (unsigned i = 0; i < N_CONNECTED; i++)
-                ck_assert_uint_eq(received(fds[i]), 1);
 
         /* A per-client socket bound now joins the same group, and is again never selected. */
         late = per_client_bind(&rig, true);
         ck_assert_int_ge(late, 0);
         for (unsigned i = 0; i < N_NEW / 4; i++)
                 client_send(&rig, (uint16_t) (23000 + i));
-        sleep_msec(20);
+        ck_assert_uint_eq(received_wait(rig.gen_fd[1], N_NEW / 4), N_NEW / 4);
         ck_assert_uint_eq(received(late), 0);
-        ck_assert_uint_eq(received(rig.gen_fd[1]), N_NEW / 4);
         close(late);
         for (unsigned i = 0; i < N_CONNECTED; i++)
                 close(fds[i]);
@@ -362,8 +414,8 @@ END_TEST
 START_TEST(test_generation_after_uncleared) {
         const Case *c = &cases_all[_i];
         uint64_t placed0, placed, errors;
-        int fds[N_CONNECTED];
-        unsigned got_gen2, got_clients = 0;
+        int fds[N_CONNECTED], all[N_CONNECTED + 3];
+        unsigned got[N_CONNECTED + 3], got_gen2, got_clients = 0;
         Rig rig;
 
         rig_init(&rig, c, 9103, true);
@@ -373,11 +425,17 @@ START_TEST(test_generation_after_uncleared) {
         steered(&rig, &placed0, &errors);
         for (unsigned i = 0; i < N_NEW; i++)
                 client_send(&rig, (uint16_t) (22000 + i));
-        sleep_msec(20);
-        steered(&rig, &placed, &errors);
-        got_gen2 = received(rig.gen_fd[1]);
+        /* Every datagram, wherever the kernel put it, before counting. */
+        all[0] = rig.gen_fd[1];
+        all[1] = rig.gen_fd[0];
+        all[2] = rig.group.fd;
         for (unsigned i = 0; i < N_CONNECTED; i++)
-                got_clients += received(fds[i]);
+                all[3 + i] = fds[i];
+        (void) received_wait_all(all, ELEMENTSOF(all), N_NEW, got);
+        steered(&rig, &placed, &errors);
+        got_gen2 = got[0];
+        for (unsigned i = 0; i < N_CONNECTED; i++)
+                got_clients += got[3 + i];
         if (c->family->server_domain == AF_INET)
                 ck_assert_msg(got_gen2 < N_NEW || placed - placed0 < N_NEW,
                               "%s: the next generation was steered although the connected sockets kept SO_REUSEPORT",
@@ -392,8 +450,6 @@ START_TEST(test_generation_after_uncleared) {
         fprintf(stderr, "%s: uncleared: new generation got %u of %u new clients, grm's program placed %" PRIu64
                 ", connected per-client sockets got %u, errors %" PRIu64 "\n",
                 c->name, got_gen2, N_NEW, placed - placed0, got_clients, errors);
-        (void) received(rig.gen_fd[0]);
-        (void) received(rig.group.fd);
         for (unsigned i = 0; i < N_CONNECTED; i++)
                 close(fds[i]);
         rig_done(&rig);
@@ -580,9 +636,8 @@ START_TEST(test_user_fchown) {
         steered(&rig, &placed0, &errors);
         for (unsigned i = 0; i < N_NEW; i++)
                 client_send(&rig, (uint16_t) (20000 + i));
-        sleep_msec(WINDOW_MSEC);
+        ck_assert_uint_eq(received_wait(rig.gen_fd[0], N_NEW), N_NEW);
         ck_assert_uint_eq(received(fd), 0);
-        ck_assert_uint_eq(received(rig.gen_fd[0]), N_NEW);
         per_client_connect(&rig, fd, 30000, true);
 
         ck_assert_int_eq(rig_generation(&rig, 1, SLOT_GEN2, 2), 0);
@@ -592,12 +647,11 @@ START_TEST(test_user_fchown) {
         for (unsigned i = 0; i < N_NEW; i++)
                 client_send(&rig, (uint16_t) (22000 + i));
         client_send(&rig, 30000);
-        sleep_msec(20);
+        ck_assert_uint_eq(received_wait(rig.gen_fd[1], N_NEW), N_NEW);
+        ck_assert_uint_eq(received_wait(fd, 1), 1);
         steered(&rig, &placed, &errors);
-        ck_assert_uint_eq(received(rig.gen_fd[1]), N_NEW);
         ck_assert_uint_eq(placed - placed0, N_NEW);
         ck_assert_uint_eq(errors, 0);
-        ck_assert_uint_eq(received(fd), 1);
         ck_assert_int_eq(bind_as(&rig, HIJACKER_UID, true, true), -EADDRINUSE);
         ck_assert_int_eq(bind_as(&rig, HIJACKER_UID, true, false), -EADDRINUSE);
         close(fd);
@@ -843,20 +897,18 @@ static void test_library(const Case *c, bool intercept, uint16_t port) {
         for (unsigned i = 0; i < N_NEW; i++)
                 client_send(&rig, (uint16_t) (22000 + i));
         client_send(&rig, 30000);
-        sleep_msec(20);
-        steered(&rig, &placed, &errors);
-        ck_assert_uint_eq(received(client), 1);
-        ck_assert_uint_eq(received(intercept ? first : rig.gen_fd[0]), N_NEW);
+        ck_assert_uint_eq(received_wait(client, 1), 1);
+        ck_assert_uint_eq(received_wait(intercept ? first : rig.gen_fd[0], N_NEW), N_NEW);
         if (!intercept)
                 ck_assert_uint_eq(received(first), 0);
+        steered(&rig, &placed, &errors);
         ck_assert_uint_eq(placed - placed0, N_NEW);
 
         /* The next generation, bound after the library's connected socket, is steered. */
         ck_assert_int_eq(rig_generation(&rig, 1, SLOT_GEN2, 2), 0);
         for (unsigned i = 0; i < N_NEW; i++)
                 client_send(&rig, (uint16_t) (24000 + i));
-        sleep_msec(20);
-        ck_assert_uint_eq(received(rig.gen_fd[1]), N_NEW);
+        ck_assert_uint_eq(received_wait(rig.gen_fd[1], N_NEW), N_NEW);
         steered(&rig, &placed, &errors);
         ck_assert_uint_eq(errors, 0);
 
