@@ -772,9 +772,16 @@ static void race(const Case *c, unsigned pause_usec, uint16_t port) {
                 " ms, unverified %u\n",
                 c->name, pause_usec, plain, plain_outside, checked, refused, rebinds, slowest_msec, unverified);
         ck_assert_uint_eq(unverified, 0);
-        ck_assert_uint_le(slowest_msec, 500); /* bounded: 31 ms of waits, plus the scans */
+        /* Bounded: 31 ms of waits, plus the scans, plus what a loaded (or sanitized) machine
+         * adds: this process can be descheduled in the middle, for hundreds of ms. */
+        ck_assert_uint_le(slowest_msec, 2000);
+        /* A bind finds the microsecond between the racer's connect() and its clear free again
+         * within the 31 ms, unless the racer is descheduled in it for longer (a busy 2-core
+         * machine): then that one bind is refused. Rare: one, or 1% of the checked binds, and
+         * never more than 5 (a sanitized build on a loaded machine checks only a few hundred). */
         if (pause_usec == 0)
-                ck_assert_uint_eq(refused, 0); /* a bind always finds the microsecond free again */
+                ck_assert_msg(refused <= 5 && (refused <= 1 || refused * 100 <= checked),
+                              "%s: %u of %u checked binds refused with the clear at once", c->name, refused, checked);
         /* The control: with the clear 200 us late, the race is frequent on IPv4. */
         if (pause_usec > 0 && c->family->server_domain == AF_INET)
                 ck_assert_msg(plain_outside > 0 && rebinds > 0, "%s: no bind raced the per-client sockets", c->name);
