@@ -8,6 +8,7 @@
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -67,11 +68,14 @@ START_TEST(test_watch_full_and_dropping) {
 }
 END_TEST
 
+#define DELIVERY_TIMEOUT_MSEC 2000
+
 START_TEST(test_diag_lookup) {
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t len = sizeof(sa), clen = sizeof(uint64_t);
         SockQueue q[2] = {};
         char buf[100] = "x";
+        struct pollfd pfd;
         int fd;
 
         fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -89,12 +93,24 @@ START_TEST(test_diag_lookup) {
 
         for (int i = 0; i < 3; i++)
                 ck_assert_int_eq(sendto(fd, buf, sizeof(buf), 0, (struct sockaddr *) &sa, sizeof(sa)), (int) sizeof(buf));
-        ck_assert_int_eq(sock_diag_queues(IPPROTO_UDP, q, 2), 0);
-        ck_assert(q[0].found);
+        /* Loopback delivery is not done when sendto() returns: on a loaded machine the softirq
+         * that queues the datagrams can be deferred to ksoftirqd. So wait for the first, then
+         * for the queue to grow past the three (every 10 ms, DELIVERY_TIMEOUT_MSEC in all). */
+        pfd = (struct pollfd) { .fd = fd, .events = POLLIN };
+        ck_assert_int_eq(poll(&pfd, 1, DELIVERY_TIMEOUT_MSEC), 1);
+        for (unsigned waited = 0;; waited += 10) {
+                ck_assert_int_eq(sock_diag_queues(IPPROTO_UDP, q, 2), 0);
+                ck_assert(q[0].found);
+                if (q[0].queued_bytes > 3 * sizeof(buf) || waited >= DELIVERY_TIMEOUT_MSEC)
+                        break;
+                (void) usleep(10 * 1000);
+        }
         ck_assert_uint_gt(q[0].queued_bytes, 3 * sizeof(buf));
 
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 3; i++) {
+                ck_assert_int_eq(poll(&pfd, 1, DELIVERY_TIMEOUT_MSEC), 1);
                 ck_assert_int_eq(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), (int) sizeof(buf));
+        }
         ck_assert_int_eq(sock_diag_queues(IPPROTO_UDP, q, 2), 0);
         ck_assert_uint_eq(q[0].queued_bytes, 0);
 
