@@ -60,7 +60,9 @@ load_start 4 20000-24999
 old=$(grmd_pid)
 grmctl restart >"$WORK/out" 2>&1 &
 req=$!
-sleep 0.3
+# Killed once the restart is under way and nothing is spawned yet: the 1 s ExecCheck= runs.
+wait_for 5 '.grmd.restart == "in-progress" and ([.generations[] | select(.generation > 1)] | length == 0)' ||
+        fail "the restart did not get to its ExecCheck="
 kill -KILL "$old"
 rc=0; wait "$req" || rc=$?
 [ "$rc" = 1 ] || fail "requester of a restart lost with grmd exited $rc: $(cat "$WORK/out")"
