@@ -17,6 +17,17 @@ check_escaped() {
         [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" != "$inst" ] || fail "escaped child $pid still in the instance's process group"
         find /proc/"$pid"/fd -lname 'socket:*' | grep -q . || fail "escaped child holds no socket"
 }
+# escaped_pid FILE: the escaped child's pid, which it writes to FILE itself. It is a daemonised
+# grandchild that nothing waits for: the instance may be ready (and even gone) before it has
+# run, so wait up to 5 s for the file to be there and not empty.
+escaped_pid() {
+        for _ in $(seq 100); do
+                [ -s "$1" ] && break
+                sleep 0.05
+        done
+        [ -s "$1" ] || return 1
+        cat "$1"
+}
 wait_gone() {
         for _ in $(seq 100); do alive "$1" || return 0; sleep 0.05; done
         fail "pid $1 still running: $(ps -o pid,sid,pgid,cmd -p "$1" | tail -1)"
@@ -41,7 +52,7 @@ start_grmd --config "$conf"
 base=/sys/fs/cgroup/unified$(status_json | jq -r .grmd.cgroup)
 echo "$base" >"$WORK/cgroup-base"   # for the clean-up
 [ "$(generation_field 1 cgroup)" = gen-1 ] || fail "generation 1 cgroup: $(generation_field 1 cgroup)"
-esc1=$(cat "$WORK/esc1")
+esc1=$(escaped_pid "$WORK/esc1") || fail "the escaped child wrote no pid to $WORK/esc1"
 pid1=$(generation_field 1 pid)
 check_escaped "$esc1" "$pid1"
 grep -qx "$esc1" "$base/gen-1/cgroup.procs" || fail "escaped child not in gen-1"
@@ -65,7 +76,7 @@ ok "drain deadline: instance and escaped child gone, cgroup removed, ${cpu} us C
 # 2. A failed start: generation 3 escapes, then exits before READY=1.
 set_command "$HI --escape $WORK/esc3 -- $GRM_ECHO --fail-start"
 expect_rc 5 grmctl restart
-esc3=$(cat "$WORK/esc3")
+esc3=$(escaped_pid "$WORK/esc3") || fail "the escaped child wrote no pid to $WORK/esc3"
 wait_gone "$esc3"
 wait_for 5 '.generations[] | select(.generation == 3) | .state == "failed"' || fail "generation 3 not failed"
 for _ in $(seq 50); do [ -e "$base/gen-3" ] || break; sleep 0.05; done
@@ -76,7 +87,7 @@ ok "failed start: escaped child $esc3 gone, cgroup removed, generation 2 serving
 # 3. grmd's stop: generation 4 escapes; SIGTERM drains it, its exit ends the child.
 set_command "$HI --escape $WORK/esc4 -- $GRM_ECHO --idle-exit 0.3"
 expect_rc 0 grmctl restart
-esc4=$(cat "$WORK/esc4")
+esc4=$(escaped_pid "$WORK/esc4") || fail "the escaped child wrote no pid to $WORK/esc4"
 pid4=$(generation_field 4 pid)
 check_escaped "$esc4" "$pid4"
 stop_grmd || fail "grmd did not exit cleanly"
@@ -107,7 +118,7 @@ GRMD_PID=$!
 wait_for 10 '.grmd.working == 1' || fail "grmd in a delegated cgroup did not start"
 [ "$(status_json | jq -r .grmd.cgroup)" = "/${unit##*/}" ] || fail "delegated cgroup not the base: $(status_json | jq .grmd)"
 [ -d "$unit/gen-1" ] || fail "no $unit/gen-1"
-esc5=$(cat "$WORK/esc5")
+esc5=$(escaped_pid "$WORK/esc5") || fail "the escaped child wrote no pid to $WORK/esc5"
 stop_grmd || fail "grmd did not exit cleanly"
 wait_gone "$esc5"
 [ ! -e "$unit/gen-1" ] || fail "gen-1 left in the unit's cgroup"
