@@ -118,15 +118,24 @@ def main(argv):
             i += 4
         elif a == "--escape":
             path = argv[i + 1]
+            # The instance goes on only once the escaped child has written its pid: else an
+            # instance that fails at once (--fail-start) can have its cgroup killed before the
+            # child ran, and the test has no pid to look for.
+            r, w = os.pipe()
             pid = os.fork()
             if pid == 0:
+                os.close(r)
                 os.setsid()
                 if os.fork() == 0:  # and daemonise: its parent exits, it is reparented
                     with open(path + ".tmp", "w") as f:
                         f.write("%d\n" % os.getpid())
                     os.rename(path + ".tmp", path)
+                    os.close(w)
                     os.execvp("sleep", ["sleep", "1000"])
                 os._exit(0)
+            os.close(w)
+            os.read(r, 1)  # end of file: both children closed w (written, or died)
+            os.close(r)
             os.waitpid(pid, 0)
             i += 2
         else:
