@@ -162,7 +162,7 @@ send_udp() {
         local port
         port=$(($(cat "$WORK/send-udp-port") + 1))
         echo "$port" >"$WORK/send-udp-port"
-        "$GRM_LOAD" --json -f 1 -r 10 -d 0.1 -g 3000 --ports "$port-$port" "$1:$2" 2>/dev/null |
+        "$GRM_LOAD" --json -f 1 -r 10 -d 0.1 -g 500 --ports "$port-$port" "$1:$2" 2>/dev/null |
                 jq -r '.generations[0].generation // empty'
 }
 
