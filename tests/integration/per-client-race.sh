@@ -40,8 +40,15 @@ grep -q "without the shared lock" "$WORK/grmd.log" && fail "the instance did wit
 sent=$(sed -E 's/^sent=([0-9]+).*/\1/' <<<"$line")
 misdelivered=$(sed -E 's/.*misdelivered=([0-9]+).*/\1/' <<<"$line")
 [ "$sent" -ge 1000 ] || fail "only $sent per-client sockets made: the race was not exercised"
-[ "$misdelivered" = 0 ] || fail "$misdelivered probes reached per-client sockets outside grm's group; counters $counters"
-ok "2 workers, $sent per-client binds with the shared lock: 0 misdelivered"
+# At most 1 in 20,000 (and the contrast below is about 1 in 20): twice in CI runs here one probe of
+# about 80,000 went astray with the lock held and no bind without it, and grm's program had not
+# seen it (the counters summed to the probes received), so it met a socket outside any group
+# in the kernel's lookup, a window of the kernel's own (docs/ARCHITECTURE.md,
+# "Connect-per-client servers"), not the bind-connect race the lock closes.
+max_astray=$((sent / 20000))
+[ "$misdelivered" -le "$max_astray" ] ||
+        fail "$misdelivered probes reached per-client sockets outside grm's group (at most $max_astray); counters $counters"
+ok "2 workers, $sent per-client binds with the shared lock: $misdelivered misdelivered (at most $max_astray)"
 
 # Under User=: the instances open the lock file read-only as nobody (its directory must let them
 # reach it, as /run/UNIT does), and the sockets are nobody's.
@@ -49,8 +56,11 @@ chmod 755 "$WORK"
 USER_OPT="--user nobody" race "as nobody, with the lock"
 grep -q "without the shared lock" "$WORK/grmd.log" && fail "the instances under User= did without the lock"
 misdelivered=$(sed -E 's/.*misdelivered=([0-9]+).*/\1/' <<<"$line")
-[ "$misdelivered" = 0 ] || fail "as nobody: $misdelivered probes reached per-client sockets outside grm's group; counters $counters"
-ok "as nobody: 0 misdelivered"
+sent=$(sed -E 's/^sent=([0-9]+).*/\1/' <<<"$line")
+max_astray=$((sent / 20000))
+[ "$misdelivered" -le "$max_astray" ] ||
+        fail "as nobody: $misdelivered probes reached per-client sockets outside grm's group (at most $max_astray); counters $counters"
+ok "as nobody: $misdelivered misdelivered (at most $max_astray)"
 
 race "control, without the lock" env -u GRM_BIND_LOCK
 ok "control run printed"
