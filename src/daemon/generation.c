@@ -269,7 +269,6 @@ static int add_bind_interception(char ***env, unsigned n_fds, bool intercept, bo
         const char *preload = getenv("LD_PRELOAD");
         char fds[GRM_MAX_GROUPS * GRM_MAX_SOCKS_PER_GEN * 6 + 16] = "GRM_BIND_FDS=";
         size_t len = strlen(fds);
-        char *e;
         int r;
 
         for (unsigned i = 0; i < n_fds && len + 8 < sizeof(fds); i++)
@@ -285,20 +284,13 @@ static int add_bind_interception(char ***env, unsigned n_fds, bool intercept, bo
                 if (r < 0)
                         return r;
                 if (lock_path) {
-                        if (asprintf(&e, "GRM_BIND_LOCK=%s", lock_path) < 0)
-                                return -ENOMEM;
-                        r = strv_extend(env, e);
-                        free(e);
+                        r = strv_extendf(env, "GRM_BIND_LOCK=%s", lock_path);
                         if (r < 0)
                                 return r;
                 }
         }
-        if (asprintf(&e, "LD_PRELOAD=%s%s%s", generation_bind_library(), preload && *preload ? ":" : "",
-                     strempty(preload)) < 0)
-                return -ENOMEM;
-        r = strv_extend(env, e);
-        free(e);
-        return r;
+        return strv_extendf(env, "LD_PRELOAD=%s%s%s", generation_bind_library(), preload && *preload ? ":" : "",
+                            strempty(preload));
 }
 
 /* Whether the program execvp() would run for name is an ELF executable without an
@@ -352,23 +344,15 @@ static bool program_is_static(const char *name) {
 static int add_quic_environment(char ***env, const Config *config, unsigned slot, uint32_t gen,
                                 unsigned n_groups, unsigned per_group) {
         _cleanup_free_ char *ids = NULL;
-        char *e;
         int r;
 
         r = quic_lb_server_ids_env(&config->quic_prefix, slot, gen, n_groups, per_group, &ids);
         if (r < 0)
                 return r;
-        if (asprintf(&e, "GRM_QUIC_SERVER_IDS=%s", ids) < 0)
-                return -ENOMEM;
-        r = strv_extend(env, e);
-        free(e);
+        r = strv_extendf(env, "GRM_QUIC_SERVER_IDS=%s", ids);
         if (r < 0)
                 return r;
-        if (asprintf(&e, "GRM_QUIC_CONFIG_ID=%d", config->quic_config_id) < 0)
-                return -ENOMEM;
-        r = strv_extend(env, e);
-        free(e);
-        return r;
+        return strv_extendf(env, "GRM_QUIC_CONFIG_ID=%d", config->quic_config_id);
 }
 
 static int build_environment(Manager *m, uint32_t gen, unsigned slot, const Config *config,
@@ -377,7 +361,6 @@ static int build_environment(Manager *m, uint32_t gen, unsigned slot, const Conf
         _cleanup_strv_free_ char **env = NULL;
         _cleanup_free_ char *names = NULL;
         size_t names_len = 0;
-        char *e;
         int r;
 
         for (char **i = environ; i && *i; i++)
@@ -407,28 +390,13 @@ static int build_environment(Manager *m, uint32_t gen, unsigned slot, const Conf
                         names[names_len] = 0;
                 }
 
-        const char *fmt[][2] = {
-                { "LISTEN_FDNAMES=%s", names ? names : "" },
-                { "NOTIFY_SOCKET=%s", m->notify_socket },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(fmt); i++) {
-                if (asprintf(&e, fmt[i][0], fmt[i][1]) < 0)
-                        return -ENOMEM;
-                r = strv_extend(&env, e);
-                free(e);
-                if (r < 0)
-                        return r;
-        }
-        if (asprintf(&e, "LISTEN_FDS=%u", n_fds) < 0)
-                return -ENOMEM;
-        r = strv_extend(&env, e);
-        free(e);
-        if (r < 0)
-                return r;
-        if (asprintf(&e, "GRM_GENERATION=%" PRIu32, gen) < 0)
-                return -ENOMEM;
-        r = strv_extend(&env, e);
-        free(e);
+        r = strv_extendf(&env, "LISTEN_FDNAMES=%s", names ? names : "");
+        if (r >= 0)
+                r = strv_extendf(&env, "NOTIFY_SOCKET=%s", m->notify_socket);
+        if (r >= 0)
+                r = strv_extendf(&env, "LISTEN_FDS=%u", n_fds);
+        if (r >= 0)
+                r = strv_extendf(&env, "GRM_GENERATION=%" PRIu32, gen);
         if (r < 0)
                 return r;
         r = add_quic_environment(&env, config, slot, gen, m->n_groups, per_group);

@@ -129,6 +129,21 @@ int strv_extend(char ***l, const char *s) {
         return strv_consume(l, c);
 }
 
+int strv_extendf(char ***l, const char *format, ...) {
+        va_list ap;
+        char *c;
+        int n;
+
+        if (!l || !format)
+                return -EINVAL;
+        va_start(ap, format);
+        n = vasprintf(&c, format, ap);
+        va_end(ap);
+        if (n < 0)
+                return -ENOMEM;
+        return strv_consume(l, c);
+}
+
 int strv_copy(char *const *l, char ***ret) {
         _cleanup_strv_free_ char **c = NULL;
         size_t n;

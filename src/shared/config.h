@@ -146,3 +146,5 @@ int strv_split_quoted(const char *s, char ***ret);
 int strv_copy(char *const *l, char ***ret);
 /* Appends a copy of s. */
 int strv_extend(char ***l, const char *s);
+/* Appends the string printf(3) makes of format and its arguments. */
+int strv_extendf(char ***l, const char *format, ...) __attribute__((format(printf, 2, 3)));

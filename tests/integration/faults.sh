@@ -153,17 +153,7 @@ ok "instance crashed while draining: reported, nothing else changed"
 #    under a lowered limit): the restart fails cleanly, nothing leaks, the next one works.
 write_conf ""
 gp=$(grmd_pid)
-# steady_fds: how many descriptors grmd holds, the least of a few samples (the socket watch's
-# netlink socket is open only for a moment).
-steady_fds() {
-        python3 -c 'import os, sys, time
-counts = []
-for _ in range(10):
-    counts.append(len(os.listdir("/proc/%s/fd" % sys.argv[1])))
-    time.sleep(0.05)
-print(min(counts))' "$gp"
-}
-fds=$(steady_fds)
+fds=$(steady_fds "$gp")
 # free_below LIMIT: how many descriptor numbers under LIMIT grmd does not use. RLIMIT_NOFILE
 # bounds the numbers, not the count, and grmd may hold descriptors numbered above a count.
 free_below() {
@@ -210,16 +200,16 @@ rc=0; grmctl restart >"$WORK/out" 2>&1 || rc=$?
 kill "$hog"
 wait "$hog" 2>/dev/null || true
 for _ in $(seq 20); do
-        [ "$(steady_fds)" -le "$fds" ] && break
+        [ "$(steady_fds "$gp")" -le "$fds" ] && break
 done
 serving "$g"
 prlimit --pid "$gp" --nofile="$soft":
 grmctl restart >/dev/null || fail "restart after fd exhaustion failed"
 # The generation that restart superseded holds a pidfd until it has drained (idle 0.5 s).
 for _ in $(seq 10); do
-        [ "$(steady_fds)" -le "$fds" ] && break
+        [ "$(steady_fds "$gp")" -le "$fds" ] && break
 done
-[ "$(steady_fds)" -le "$fds" ] || fail "fds leaked: $fds -> $(steady_fds)"
+[ "$(steady_fds "$gp")" -le "$fds" ] || fail "fds leaked: $fds -> $(steady_fds "$gp")"
 ok "fd exhaustion during a restart: failed cleanly (exit $rc), no leak, next restart fine"
 
 kill -TERM "$(grmd_pid)"

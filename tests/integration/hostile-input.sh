@@ -4,17 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 start_grmd --listen udp:127.0.0.1:9000 -- "$GRM_ECHO" --idle-exit 0.5
-# steady_fds: how many descriptors grmd holds, the least of a few samples (a control
-# connection, or the socket watch's netlink socket, is open only for a moment).
-steady_fds() {
-        python3 -c 'import os, sys, time
-counts = []
-for _ in range(10):
-    counts.append(len(os.listdir("/proc/%s/fd" % sys.argv[1])))
-    time.sleep(0.05)
-print(min(counts))' "$GRMD_PID"
-}
-fds_before=$(steady_fds)
+fds_before=$(steady_fds "$GRMD_PID")
 
 # Control socket: garbage, oversized, wrong version, unknown verb, silence, half-close.
 python3 - "$SOCK" <<'PY'
@@ -79,7 +69,7 @@ ok "notify socket ignores other pids"
 grmctl restart >/dev/null || fail "restart after hostile input failed"
 # Generation 1 holds descriptors (its pidfd) until it has drained (idle 0.5 s) and exited.
 wait_for 5 '.generations[] | select(.generation == 1) | .state == "exited"' || fail "generation 1 did not exit"
-fds_after=$(steady_fds)
+fds_after=$(steady_fds "$GRMD_PID")
 [ "$fds_after" -le "$fds_before" ] || fail "fd leak: $fds_before -> $fds_after"
 [ "$(send_udp 127.0.0.1 9000)" = 2 ] || fail "generation 2 not serving"
 ok "grmd unaffected ($fds_before fds before, $fds_after after)"

@@ -127,6 +127,17 @@ start_grmd() {
         fi
 }
 
+# steady_fds PID: how many descriptors PID holds, the least of 10 samples 50 ms apart (a
+# control connection, or the socket watch's netlink socket, is open only for a moment).
+steady_fds() {
+        python3 -c 'import os, sys, time
+counts = []
+for _ in range(10):
+    counts.append(len(os.listdir("/proc/%s/fd" % sys.argv[1])))
+    time.sleep(0.05)
+print(min(counts))' "$1"
+}
+
 # cgroup_mount: where cgroup v2 is (the hybrid layout's unified hierarchy, or the unified layout).
 cgroup_mount() {
         if [ -f /sys/fs/cgroup/unified/cgroup.procs ]; then echo /sys/fs/cgroup/unified; else echo /sys/fs/cgroup; fi
