@@ -520,6 +520,17 @@ int generation_spawn(Manager *m, uint32_t gen, unsigned slot, const Config *conf
                                 goto fail;
                         }
                 }
+        /* Then grmd's own socket after them, first in the kernel's lookup order (group.c):
+         * a mitigation, so a failure only costs what it mitigates. */
+        for (unsigned gi = 0; gi < m->n_groups; gi++) {
+                r = group_renew_head(&m->groups[gi], m->portwatch.census);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to bind grmd's head socket on %s after generation %" PRIu32
+                                          "'s (a datagram may be lost if its instance dies): %m",
+                                          m->groups[gi].address, gen);
+        }
+        /* Into the vault at once, so that the new head socket outlives a grmd that dies now. */
+        (void) vault_save(m);
         r = steering_slot_activate(m->steering, slot, gen, per_group);
         if (r < 0) {
                 r = log_error_errno(r, "Failed to activate slot %u for generation %" PRIu32 ": %m", slot, gen);

@@ -253,6 +253,7 @@ int group_detach_steering(const Group *g) {
 }
 
 void group_done(Group *g) {
+        group_drop_head(g);
         g->fd = safe_close(g->fd);
         free(g->name);
         free(g->address);
@@ -538,4 +539,39 @@ int group_open_socket(const Group *g, Census *census, uint64_t receive_buffer, u
         if (ret_rebinds)
                 *ret_rebinds = rebinds;
         return -EXDEV;
+}
+
+/*
+ * The head socket of an IPv4 UDP group. The kernel's lookup (udp4_lib_lookup2()) walks the
+ * sockets bound to the address newest first (IPv4 reuseport sockets go to the head of the hash
+ * chain; IPv6 ones to the tail) and runs the group's program from the first it meets. A socket
+ * being closed leaves the group a moment before it leaves the chain: a datagram that meets it
+ * first in that moment finds no group, and the kernel gives it to that closing socket, which
+ * drops it. So when the newest generation's instance dies (a crash in its settle time, a failed
+ * start, the working one's exit), a datagram of an older generation's flow could be lost
+ * (measured: 705 of 212,160 datagrams over 168,382 closes of a newest socket, none for IPv6).
+ * grmd therefore binds one more socket of its own after each generation's, which it keeps until
+ * the next one: the first in the chain is then a socket that is not being closed. It is in
+ * grm's group but in no socket array, so the program never selects it (nothing is ever queued
+ * on it); it is closed before the steering program is taken off at grmd's exit.
+ * Returns 0 (or 0 for groups that need none), or a negative errno: the head stays as it was.
+ */
+int group_renew_head(Group *g, Census *census) {
+        int fd = -EBADF, r;
+
+        if (g->type != SOCK_DGRAM || g->sa.ss_family != AF_INET)
+                return 0;
+        r = group_open_socket(g, census, GROUP_HEAD_RECEIVE_BUFFER, NULL, &fd);
+        if (r < 0)
+                return r;
+        group_drop_head(g);
+        g->head_fd = fd;
+        g->has_head = true;
+        return 0;
+}
+
+void group_drop_head(Group *g) {
+        if (g->has_head)
+                g->head_fd = safe_close(g->head_fd);
+        g->has_head = false;
 }

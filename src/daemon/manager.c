@@ -267,7 +267,11 @@ void manager_clear_fd_store(Manager *m) {
 
 void manager_release_groups(Manager *m) {
         for (unsigned i = 0; i < m->n_groups; i++) {
-                int r = group_detach_steering(&m->groups[i]);
+                int r;
+
+                /* Without the program the kernel would hash datagrams onto it too. */
+                group_drop_head(&m->groups[i]);
+                r = group_detach_steering(&m->groups[i]);
                 if (r < 0)
                         log_warning_errno(r, "Failed to take the steering program off %s: %m", m->groups[i].address);
         }

@@ -50,6 +50,9 @@ typedef struct Group {
         struct sockaddr_storage sa;      /* what the original socket is bound to */
         socklen_t sa_len;
         bool stored;                     /* opened by grmd (--listen), kept in the fd store */
+        bool has_head;                   /* head_fd is open (group_renew_head()) */
+        int head_fd;                     /* IPv4 UDP: grmd's socket bound after the newest
+                                          * generation's, first in the kernel's lookup order */
 } Group;
 
 struct Generation {
@@ -99,6 +102,7 @@ struct Generation {
 typedef struct SnapshotGroup {
         uint64_t index;
         char *address;
+        int head_fd;                     /* its head socket (group.c), or -EBADF */
 } SnapshotGroup;
 
 /* A snapshot as read back (snapshot.c): what a previous grmd handed over. */
@@ -382,6 +386,11 @@ int group_backlog(const Group *g, unsigned *ret);
  * grmd cannot give it the original's owner, -errno.
  */
 int group_open_socket(const Group *g, Census *census, uint64_t receive_buffer, unsigned *ret_rebinds, int *ret_fd);
+/* An IPv4 UDP group's head socket: bound after the newest generation's, never selected
+ * (group.c says why). */
+#define GROUP_HEAD_RECEIVE_BUFFER 4096
+int group_renew_head(Group *g, Census *census);
+void group_drop_head(Group *g);
 /* Gives the original socket to uid/gid with fchown(): the owner of a socket is the owner its
  * reuseport group requires of every socket that joins (ConnectPerClient= under User=). */
 int group_set_owner(const Group *g, uid_t uid, gid_t gid);

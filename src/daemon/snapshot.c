@@ -6,15 +6,19 @@
  *
  * A snapshot is control-protocol records (ctl-protocol.h), one datagram:
  *   grmd version=2 seq=N maps_abi=A last_gen=.. crash_count=.. restarts_done=.. restarts_failed=..
- *   group index=I address=udp:… name=…
+ *        pidfds=P
+ *   group index=I address=udp:… name=… [head=H]
  *   generation generation=.. slot=.. slot_held=0|1 state=.. pid=.. sockets=.. per_group=..
  *              spawned_usec=.. ready_usec=.. ready_seen_usec=.. flipped_usec=..
  *              drain_deadline_usec=.. exited_usec=.. killed=0|1 packets_at_exit=..
  *              tcp_connections_at_exit=.. tcp_migrated_at_exit=.. [pidfd=K] [status=..]
  *              [failure=..]
  * with fds: the STEERING_N_MAPS maps in steering_map_names order, then one pidfd per live
- * generation (K counts from the first pidfd). The "grmd" record comes first and starts with
- * version and seq, so that the sequence number can be read from a datagram's first bytes.
+ * generation (K counts from the first pidfd), then the groups' head sockets (H counts from the
+ * first after the P pidfds; group.c says what they are for). The snapshot is how a head socket
+ * outlives grmd: the vault's queue holds it while no grmd does. The "grmd" record comes first and
+ * starts with version and seq, so that the sequence number can be read from a datagram's first
+ * bytes. A grmd older than head sockets closes them (it takes no fd it has no key for).
  *
  * version is SNAPSHOT_FORMAT_VERSION (manager.h), maps_abi the steering maps' layout
  * (GRM_MAPS_ABI_VERSION, bpf/steer-api.h). A reader takes formats up to its own (older ones
@@ -57,8 +61,9 @@ static uint64_t snapshot_format_version(void) {
 int snapshot_write(Manager *m, uint64_t seq, char **ret_buf, size_t *ret_len, int *fds,
                    size_t max_fds, size_t *ret_n_fds) {
         int map_fds[STEERING_N_MAPS];
+        int head_fds[GRM_MAX_GROUPS];
         size_t n_fds = 0;
-        unsigned n_pidfds = 0;
+        unsigned n_pidfds = 0, n_heads = 0;
         CtlWriter w;
         int r;
 
@@ -79,12 +84,21 @@ int snapshot_write(Manager *m, uint64_t seq, char **ret_buf, size_t *ret_len, in
         ctl_writer_add_u64(&w, "crash_count", m->crash_count);
         ctl_writer_add_u64(&w, "restarts_done", m->restarts_done);
         ctl_writer_add_u64(&w, "restarts_failed", m->restarts_failed);
+        for (Generation *g = m->generations; g; g = g->next)
+                if (g->pidfd >= 0 && gen_state_is_live(g->state) && n_fds + n_pidfds < max_fds)
+                        n_pidfds++;
+        ctl_writer_add_u64(&w, "pidfds", n_pidfds);
         for (unsigned i = 0; i < m->n_groups; i++) {
                 ctl_writer_record(&w, "group");
                 ctl_writer_add_u64(&w, "index", i);
                 ctl_writer_add(&w, "address", m->groups[i].address);
                 ctl_writer_add(&w, "name", m->groups[i].name);
+                if (m->groups[i].has_head && n_fds + n_pidfds + n_heads < max_fds) {
+                        ctl_writer_add_u64(&w, "head", n_heads);
+                        head_fds[n_heads++] = m->groups[i].head_fd;
+                }
         }
+        n_pidfds = 0;
         for (Generation *g = m->generations; g; g = g->next) {
                 ctl_writer_record(&w, "generation");
                 ctl_writer_add_u64(&w, "generation", g->gen);
@@ -113,6 +127,8 @@ int snapshot_write(Manager *m, uint64_t seq, char **ret_buf, size_t *ret_len, in
                 if (g->failure)
                         ctl_writer_add(&w, "failure", g->failure);
         }
+        for (unsigned i = 0; i < n_heads; i++)
+                fds[n_fds++] = head_fds[i];
         r = ctl_writer_finish(&w, ret_buf, ret_len);
         ctl_writer_done(&w);
         if (r < 0)
@@ -197,8 +213,10 @@ static int read_generation(const CtlRecord *r, int *pidfds, size_t n_pidfds, Gen
 Snapshot *snapshot_free(Snapshot *s) {
         if (!s)
                 return NULL;
-        for (size_t i = 0; i < s->n_groups; i++)
+        for (size_t i = 0; i < s->n_groups; i++) {
                 free(s->groups[i].address);
+                safe_close(s->groups[i].head_fd);
+        }
         free(s->groups);
         while (s->generations) {
                 Generation *g = s->generations;
@@ -218,6 +236,8 @@ int snapshot_read(const void *buf, size_t len, int *fds, size_t n_fds, Snapshot 
         const CtlRecord *head;
         Generation **tail;
         Snapshot *s = NULL;
+        uint64_t n_pidfds;
+        size_t n_extra;
         int r;
 
         r = ctl_message_parse(buf, len, GRM_CTL_MESSAGE_MAX, &msg);
@@ -251,6 +271,11 @@ int snapshot_read(const void *buf, size_t len, int *fds, size_t n_fds, Snapshot 
         s->crash_count = (unsigned) record_u64(head, "crash_count");
         s->restarts_done = record_u64(head, "restarts_done");
         s->restarts_failed = record_u64(head, "restarts_failed");
+        /* The fds after the maps: pidfds, then head sockets. A snapshot without "pidfds" (from a
+         * grmd before head sockets) has pidfds only. */
+        n_extra = n_fds - STEERING_N_MAPS;
+        if (ctl_record_get_u64(head, "pidfds", &n_pidfds) < 0 || n_pidfds > n_extra)
+                n_pidfds = n_extra;
 
         s->groups = calloc(msg->n_records + 1, sizeof(SnapshotGroup));
         if (!s->groups) {
@@ -263,23 +288,31 @@ int snapshot_read(const void *buf, size_t len, int *fds, size_t n_fds, Snapshot 
 
                 if (streq(rec->type, "group")) {
                         const char *address = ctl_record_get(rec, "address");
-                        uint64_t index;
+                        uint64_t index, head_index;
 
                         if (ctl_record_get_u64(rec, "index", &index) < 0 || !address) {
                                 r = -EBADMSG;
                                 goto fail_fds;
                         }
                         s->groups[s->n_groups].index = index;
+                        s->groups[s->n_groups].head_fd = -EBADF;
                         s->groups[s->n_groups].address = strdup(address);
                         if (!s->groups[s->n_groups].address) {
                                 r = -ENOMEM;
                                 goto fail_fds;
                         }
+                        if (ctl_record_get_u64(rec, "head", &head_index) == 0 &&
+                            head_index < n_extra - n_pidfds) {
+                                size_t k = STEERING_N_MAPS + n_pidfds + head_index;
+
+                                s->groups[s->n_groups].head_fd = fds[k];
+                                fds[k] = -EBADF;
+                        }
                         s->n_groups++;
                 } else if (streq(rec->type, "generation")) {
                         Generation *g;
 
-                        r = read_generation(rec, fds + STEERING_N_MAPS, n_fds - STEERING_N_MAPS, &g);
+                        r = read_generation(rec, fds + STEERING_N_MAPS, n_pidfds, &g);
                         if (r == -ENOMEM)
                                 goto fail_fds;
                         if (r < 0)

@@ -280,6 +280,16 @@ int takeover_startup(Manager *m) {
                         snprintf(why, sizeof(why), "its steering maps cannot be taken over: %s", strerror(-r));
                         return hold(m, snapshot, why, notify_fd);
                 }
+                /* The head sockets the vault kept (group.c): still first in the kernel's lookup. */
+                for (size_t i = 0; i < snapshot->n_groups; i++) {
+                        SnapshotGroup *sg = &snapshot->groups[i];
+
+                        if (sg->head_fd < 0)
+                                continue;
+                        group_drop_head(&m->groups[sg->index]);
+                        m->groups[sg->index].head_fd = TAKE_FD(sg->head_fd);
+                        m->groups[sg->index].has_head = true;
+                }
         }
 
         for (unsigned i = 0; i < m->n_groups; i++) {

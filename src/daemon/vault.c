@@ -74,6 +74,31 @@ static void vault_forget_inherited(Manager *m) {
         m->old_vaults = NULL;
 }
 
+/* Dequeues the snapshots older than seq from the vault's queue, closing their fds (all of them
+ * with UINT64_MAX). */
+static void drop_snapshots_before(int vault_r, uint64_t seq) {
+        for (;;) {
+                char head[64];
+                uint64_t old_seq;
+                ssize_t n = recv(vault_r, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
+
+                if (n < 0)
+                        break;
+                if (seq != UINT64_MAX && (snapshot_peek_seq(head, (size_t) n, &old_seq) < 0 || old_seq >= seq))
+                        break;
+                union {
+                        struct cmsghdr align;
+                        char space[CMSG_SPACE(sizeof(int) * VAULT_MAX_FDS)];
+                } old_control;
+                struct msghdr old = { .msg_control = &old_control, .msg_controllen = sizeof(old_control) };
+                if (recvmsg(vault_r, &old, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0)
+                        break;
+                for (struct cmsghdr *oc = CMSG_FIRSTHDR(&old); oc; oc = CMSG_NXTHDR(&old, oc))
+                        if (oc->cmsg_level == SOL_SOCKET && oc->cmsg_type == SCM_RIGHTS)
+                                close_fds((int *) CMSG_DATA(oc), (oc->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        }
+}
+
 int vault_save(Manager *m) {
         _cleanup_free_ char *buf = NULL;
         int fds[VAULT_MAX_FDS], map_fds[STEERING_N_MAPS];
@@ -111,26 +136,7 @@ int vault_save(Manager *m) {
                 return log_error_errno(errno, "Failed to write state snapshot: %m");
 
         /* Drop the older snapshots: the new one is queued behind them. */
-        for (;;) {
-                char head[64];
-                uint64_t old_seq;
-                ssize_t n = recv(m->vault_r, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
-
-                if (n <= 0)
-                        break;
-                if (snapshot_peek_seq(head, (size_t) n, &old_seq) < 0 || old_seq >= seq)
-                        break;
-                union {
-                        struct cmsghdr align;
-                        char space[CMSG_SPACE(sizeof(int) * VAULT_MAX_FDS)];
-                } old_control;
-                struct msghdr old = { .msg_control = &old_control, .msg_controllen = sizeof(old_control) };
-                if (recvmsg(m->vault_r, &old, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0)
-                        break;
-                for (struct cmsghdr *oc = CMSG_FIRSTHDR(&old); oc; oc = CMSG_NXTHDR(&old, oc))
-                        if (oc->cmsg_level == SOL_SOCKET && oc->cmsg_type == SCM_RIGHTS)
-                                close_fds((int *) CMSG_DATA(oc), (oc->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        }
+        drop_snapshots_before(m->vault_r, seq);
         vault_store(m);
         vault_forget_inherited(m);
         return 0;
@@ -257,6 +263,10 @@ void vault_close(Manager *m, bool remove_from_store) {
         if (remove_from_store && m->vault_stored && m->vault_name &&
             asprintf(&msg, "FDSTOREREMOVE=1\nFDNAME=%s", m->vault_name) >= 0)
                 (void) sd_pid_notify(0, false, msg);
+        /* The store lets go of its copy whenever systemd gets to it; the queue's fds go now, head
+         * sockets among them, before the steering program comes off (manager_release_groups()). */
+        if (remove_from_store && m->vault_r >= 0)
+                drop_snapshots_before(m->vault_r, UINT64_MAX);
         m->vault_r = safe_close(m->vault_r);
         m->vault_w = safe_close(m->vault_w);
         m->vault_stored = false;

@@ -18,8 +18,17 @@ pid2=$(generation_field 2 pid)
 
 for round in 1 2; do
         old=$(status_json | jq .grmd.pid)
+        # grmd's own sockets on the address: the original and the head socket bound after
+        # generation 2's (docs/ARCHITECTURE.md, restart step 4). The head lives in the vault's
+        # queue, so the next grmd holds the very same socket: it never closed.
+        before=$(udp_inodes "$old" 9000 | tr '\n' ' ')
+        [ "$(echo $before | wc -w)" = 2 ] || fail "grmd $old holds sockets '$before' on port 9000, expected 2"
         kill -KILL "$old"
         wait_for 10 ".grmd.pid != $old" || fail "grmd was not started again"
+        new=$(status_json | jq .grmd.pid)
+        after=$(udp_inodes "$new" 9000 | tr '\n' ' ')
+        [ "$after" = "$before" ] || fail "after kill -9 grmd holds sockets '$after' on port 9000, before '$before'"
+        ok "kill -9 #$round: the new grmd holds the same original and head socket ($after)"
         [ "$(generation_field 2 pid)" = "$pid2" ] || fail "working instance changed"
         [ "$(status_json | jq .grmd.working)" = 2 ] || fail "working generation lost"
         kill -0 "$pid2" || fail "working instance died with grmd"

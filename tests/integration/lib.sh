@@ -138,6 +138,31 @@ for _ in range(10):
 print(min(counts))' "$1"
 }
 
+# udp_inodes PID PORT: the inodes of the UDP sockets bound to PORT that PID holds, sorted, one a
+# line (/proc/net/udp{,6} by local port, /proc/PID/fd by socket:[inode]).
+udp_inodes() {
+        python3 -c 'import os, sys
+pid, port = sys.argv[1], int(sys.argv[2])
+bound = set()
+for table in ("/proc/net/udp", "/proc/net/udp6"):
+    with open(table) as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                bound.add(fields[9])
+held = set()
+for fd in os.listdir("/proc/%s/fd" % pid):
+    try:
+        target = os.readlink("/proc/%s/fd/%s" % (pid, fd))
+    except OSError:
+        continue
+    if target.startswith("socket:[") and target[8:-1] in bound:
+        held.add(target[8:-1])
+for inode in sorted(held, key=int):
+    print(inode)' "$1" "$2"
+}
+
 # cgroup_mount: where cgroup v2 is (the hybrid layout's unified hierarchy, or the unified layout).
 cgroup_mount() {
         if [ -f /sys/fs/cgroup/unified/cgroup.procs ]; then echo /sys/fs/cgroup/unified; else echo /sys/fs/cgroup; fi

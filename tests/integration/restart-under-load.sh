@@ -42,4 +42,14 @@ fi
 status_json | jq -c .counters
 [ "$(status_json | jq '.counters.error_select + .counters.error_config')" = 0 ] || fail "steering errors"
 ok "$RESTARTS restarts under load on $LISTEN ($DISSECTOR): 0 lost, 0 moved"
+# grmd's own sockets on the address: the original, and on IPv4 its head socket, bound after the
+# newest generation's (docs/ARCHITECTURE.md, restart step 4); the generations' are theirs.
+port=${LISTEN##*:}
+own=$(ss -uanp "sport = :$port" | grep -c "pid=$GRMD_PID," || true)
+case $LISTEN in
+udp:127.*) want=2 ;;
+*) want=1 ;;
+esac
+[ "$own" = "$want" ] || { ss -uanp "sport = :$port"; fail "grmd holds $own sockets on $LISTEN, expected $want"; }
+ok "grmd holds $own socket(s) of its own on $LISTEN"
 stop_grmd || fail "grmd did not exit cleanly"

@@ -185,6 +185,59 @@ START_TEST(test_unknown_generation) {
 }
 END_TEST
 
+/* Head sockets come after the pidfds ("pidfds" says how many): each group takes its own, a
+ * pidfd index cannot reach them, an index past the fds is none, and a snapshot without
+ * "pidfds" (before head sockets) gives every fd after the maps to the pidfds. */
+START_TEST(test_head_sockets) {
+        unsigned before = count_fds();
+        Snapshot *s = NULL;
+        int fds[STEERING_N_MAPS + 8], head0, head2;
+        size_t n;
+        char text[1024];
+
+        n = make_fds(fds, 3); /* one pidfd, two heads */
+        head0 = fds[STEERING_N_MAPS + 2];
+        head2 = fds[STEERING_N_MAPS + 1];
+        snprintf(text, sizeof(text), "grmd version=2 seq=9 maps_abi=%u pidfds=1\n"
+                 "group index=0 address=udp:127.0.0.1:9000 name=a head=1\n"
+                 "group index=1 address=udp:[::1]:9000 name=b\n"
+                 "group index=2 address=udp:127.0.0.2:9000 name=c head=0\n"
+                 "group index=3 address=udp:127.0.0.3:9000 name=d head=2\n"
+                 "generation generation=4 slot=4 slot_held=1 state=working pid=200 pidfd=0\n"
+                 "generation generation=3 slot=3 slot_held=1 state=draining pid=199 pidfd=1\n",
+                 GRM_MAPS_ABI_VERSION);
+        ck_assert_int_eq(snapshot_read(text, strlen(text), fds, n, &s), 0);
+        ck_assert_uint_eq(s->n_groups, 4);
+        ck_assert_int_eq(s->groups[0].head_fd, head0);
+        ck_assert_int_lt(s->groups[1].head_fd, 0);
+        ck_assert_int_eq(s->groups[2].head_fd, head2);
+        ck_assert_int_lt(s->groups[3].head_fd, 0);             /* past the fds */
+        ck_assert_int_ge(s->generations->pidfd, 0);
+        ck_assert_int_lt(s->generations->next->pidfd, 0);      /* index 1 is a head's, not a pidfd */
+        snapshot_free(s);
+        ck_assert_uint_eq(count_fds(), before);
+
+        /* Written before head sockets (no "pidfds": every fd after the maps is a pidfd), and
+         * "pidfds" larger than the fds there are: no heads, pidfds as far as they go. */
+        static const struct {
+                const char *pidfds;
+                unsigned n_fds, pidfd;
+        } cases[] = { { "", 2, 1 }, { " pidfds=5", 1, 0 } };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                n = make_fds(fds, cases[i].n_fds);
+                snprintf(text, sizeof(text), "grmd version=2 seq=9 maps_abi=%u%s\n"
+                         "group index=0 address=udp:127.0.0.1:9000 name=a head=0\n"
+                         "generation generation=4 slot=4 slot_held=1 state=working pid=200 pidfd=%u\n",
+                         GRM_MAPS_ABI_VERSION, cases[i].pidfds, cases[i].pidfd);
+                ck_assert_int_eq(snapshot_read(text, strlen(text), fds, n, &s), 0);
+                ck_assert_int_lt(s->groups[0].head_fd, 0);
+                ck_assert_int_ge(s->generations->pidfd, 0);
+                snapshot_free(s);
+        }
+        ck_assert_uint_eq(count_fds(), before);
+}
+END_TEST
+
 START_TEST(test_peek_seq) {
         uint64_t seq = 0;
 
@@ -206,6 +259,7 @@ static Suite *snapshot_suite(void) {
         tcase_add_test(tc, test_format1);
         tcase_add_test(tc, test_broken);
         tcase_add_test(tc, test_unknown_generation);
+        tcase_add_test(tc, test_head_sockets);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("snapshot_check");
