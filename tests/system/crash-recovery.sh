@@ -27,7 +27,15 @@ systemctl reload "$UNIT" || fail "reload after the takeover exited $? (grmctl $(
 [ "$(working_generation)" = 2 ] || fail "generation 2 is not working"
 pid2=$(generation_field 2 pid)
 probe 2
+# grmd's own sockets on 127.0.0.1:9000 and [::1]:9000: the socket unit's two and, on IPv4, the head
+# socket bound after generation 2's (docs/ARCHITECTURE.md, restart step 4). The head lives in
+# the vault's queue, in systemd's fd store: the next grmd holds the very same socket.
+before=$(udp_inodes "$(unit_prop "$UNIT" MainPID)" 9000)
+[ "$(echo $before | wc -w)" = 3 ] || fail "grmd holds sockets '$before' on port 9000, expected 3"
 kill_grmd
+after=$(udp_inodes "$(unit_prop "$UNIT" MainPID)" 9000)
+[ "$after" = "$before" ] || fail "after kill -9 grmd holds sockets '$after' on port 9000, before '$before'"
+ok "the new grmd holds the same sockets on port 9000, head socket included ($after)"
 wait_for 5 '.grmd.working == 2' || fail "generation 2 is not the working generation of the new grmd"
 [ "$(generation_field 2 pid)" = "$pid2" ] || fail "generation 2 is pid $(generation_field 2 pid) now, was $pid2"
 probe 2

@@ -198,6 +198,24 @@ check_message_id() {
         ok "journal has MESSAGE_ID=$id ($what): $(journalctl -u "$UNIT" MESSAGE_ID="$id" -o cat --no-pager | tail -1)"
 }
 
+# udp_inodes PID PORT: the inodes of the UDP sockets bound to PORT that PID holds, sorted, on
+# one line (/proc/net/udp{,6} by local port, /proc/PID/fd by socket:[inode]).
+udp_inodes() {
+        local pid=$1 hex bound=" " _sl local _rest inode fd target out=()
+        hex=$(printf '%04X' "$2")
+        for table in /proc/net/udp /proc/net/udp6; do
+                while read -r _sl local _ _ _ _ _ _ _ inode _rest; do
+                        [ "${local##*:}" = "$hex" ] && bound+="$inode "
+                done < <(tail -n +2 "$table")
+        done
+        for fd in /proc/"$pid"/fd/*; do
+                target=$(readlink "$fd" 2>/dev/null) || continue
+                case $target in socket:\[*\]) inode=${target#socket:[}; inode=${inode%]} ;; *) continue ;; esac
+                case $bound in *" $inode "*) out+=("$inode") ;; esac
+        done
+        printf '%s\n' "${out[@]}" | sort -n | tr '\n' ' '
+}
+
 # kill_grmd: SIGKILL to grmd alone; waits for systemd's new grmd and its control socket.
 kill_grmd() {
         local old i new
