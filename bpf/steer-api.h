@@ -24,8 +24,9 @@
 /* Version of the maps' layout (types, keys, values, sizes, and what the values mean), kept in
  * grm_config.maps_abi of every set of maps. A grmd adopts an earlier grmd's maps only if they
  * have this version (and each map the definition this build's program has): bump it with every
- * change of meaning, even one that keeps the sizes. 1: the LRU flow table; 2: this one. */
-#define GRM_MAPS_ABI_VERSION    2U
+ * change of meaning, even one that keeps the sizes. 1: the LRU flow table; 2: the set-associative
+ * table with 16.8 ms ticks (bpf_ktime_get_coarse_ns() >> 24); 3: this one, ticks of jiffies. */
+#define GRM_MAPS_ABI_VERSION    3U
 
 /*
  * The flow table ("flows"): an array of entries, in buckets of GRM_FLOW_WAYS consecutive entries,
@@ -46,11 +47,13 @@
 #define GRM_FLOW_ENTRY_SIZE     16U
 #define GRM_FLOW_BUCKET_SIZE    (GRM_FLOW_WAYS * GRM_FLOW_ENTRY_SIZE)
 
-/* Entries' last-seen times are bpf_ktime_get_coarse_ns() >> GRM_FLOW_TICK_SHIFT (16.8 ms ticks)
- * kept modulo 2^32, ages too (now - seen): an age of 2^31 or more is a stamp from "the future"
- * (below), so an entry nobody looked at for 1.1 years reads as just seen again; long expired,
- * it was free to take all that time. */
-#define GRM_FLOW_TICK_SHIFT     24U
+/* Entries' last-seen times are the kernel's jiffies (bpf_jiffies64(), which the verifier inlines
+ * into one load: HZ ticks a second, 1-10 ms), kept modulo 2^32, ages too (now - seen): an age of
+ * 2^31 or more is a stamp from "the future" (below), so an entry nobody looked at for 2^31 ticks
+ * (24.8 days at HZ=1000) reads as just seen again; long expired, it was free to take all that
+ * time, and it still names its generation, which must still hold its slot for the entry to
+ * steer. grmd reads the same clock and measures HZ through bpf/flow-clock.bpf.c
+ * (src/shared/flow-clock.h) to turn timeouts into ticks. */
 
 /* An entry's age (now - seen, modulo 2^32) at or past this is a stamp another CPU made an
  * instant after this one read the clock: just seen, not ancient. Timeouts are capped below it. */
@@ -129,7 +132,7 @@ struct grm_config {
         __u32 flow_buckets;     /* buckets in the flow table (its max_entries), fixed */
         __u64 flow_timeout_ns;  /* flow entries idle longer than this are new flows */
         __u64 flow_hash_seed;   /* secret of the flow table's hash, fixed for the table's life */
-        __u32 flow_timeout_ticks;  /* flow_timeout_ns in GRM_FLOW_TICK_SHIFT ticks (capped) */
+        __u32 flow_timeout_ticks;  /* flow_timeout_ns in ticks (jiffies, capped) */
         __u32 flow_touch_ticks;    /* refresh interval in ticks, >= 1 */
         __u32 flow_source_quota;   /* entries per source and quota window; 0: no quota */
         __u32 flow_quota_window_ticks; /* length of a quota window in ticks, >= 1 */
@@ -174,7 +177,7 @@ struct grm_flow_key {
 struct grm_flow_entry {
         __u32 tag;              /* the key's tag, never 0 */
         __u32 gen;              /* generation that owns the flow, or GRM_GEN_CLAIMING */
-        __u32 seen;             /* last refresh, in ticks (GRM_FLOW_TICK_SHIFT) modulo 2^32 */
+        __u32 seen;             /* last refresh, in ticks (jiffies) modulo 2^32 */
         __u16 index;            /* socket array index of the owning socket */
         __u16 _reserved;
 };

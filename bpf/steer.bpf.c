@@ -228,7 +228,7 @@ static __always_inline enum grm_stat flow_find(struct sk_reuseport_md *ctx,
         p->tag = grm_flow_tag(hash);
         p->bucket[0] = grm_flow_bucket1(hash, cfg->flow_buckets);
         p->bucket[1] = grm_flow_bucket2(hash, cfg->flow_buckets);
-        p->now = (__u32) (bpf_ktime_get_coarse_ns() >> GRM_FLOW_TICK_SHIFT);
+        p->now = (__u32) bpf_jiffies64();
 
         /* A flow sits in its second bucket one time in five or so (grm_flow_place()): start
          * that bucket's cache miss now, beside the first one's, instead of after it. */

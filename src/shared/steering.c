@@ -15,6 +15,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "flow-clock.h"
 #include "macro.h"
 #include "steering.h"
 #include "steer.skel.h"
@@ -52,6 +53,7 @@ struct Steering {
         int maps[STEERING_N_MAPS];           /* the shared maps' fds (owned by groups[0]) */
         unsigned n_groups;
         struct grm_config config;            /* what the config map holds */
+        unsigned hz;                         /* the flow clock's ticks per second (flow-clock.h) */
         int n_cpus;
         uint64_t probe_token;                /* of this grmd's UDP programs (steer-api.h) */
 };
@@ -126,26 +128,27 @@ const char *grm_stat_to_string(int stat) {
 }
 
 /* The tick counts the program compares against (steer-api.h): timeout, refresh interval, quota
- * window. The quota window is the timeout, at most an hour, so that a source's entries of one
- * window have mostly expired when the next window lets it make as many again. */
-static void set_flow_timeout(struct grm_config *c, uint64_t timeout_ns) {
-        uint64_t ticks = timeout_ns >> GRM_FLOW_TICK_SHIFT, touch_ns, window_ns;
+ * window, in ticks of the flow clock (hz per second). The quota window is the timeout, at most an
+ * hour, so that a source's entries of one window have mostly expired when the next window lets
+ * it make as many again. */
+static void set_flow_timeout(struct grm_config *c, unsigned hz, uint64_t timeout_ns) {
+        uint64_t ticks = flow_clock_ticks(timeout_ns, hz), touch_ns, window_ns;
 
         c->flow_timeout_ns = timeout_ns;
-        /* Ages are differences of 32-bit tick counts: past 2^31 ticks (1.1 years) a timeout is
-         * as good as infinite. */
+        /* Ages are differences of 32-bit tick counts: past 2^31 ticks (24.8 days at HZ=1000) a
+         * timeout is as good as infinite. */
         c->flow_timeout_ticks = ticks >= GRM_FLOW_AGE_FUTURE ? GRM_FLOW_AGE_FUTURE - 1 : (uint32_t) ticks;
         touch_ns = timeout_ns / 2 < GRM_FLOW_TOUCH_NS ? timeout_ns / 2 : GRM_FLOW_TOUCH_NS;
-        ticks = touch_ns >> GRM_FLOW_TICK_SHIFT;
+        ticks = flow_clock_ticks(touch_ns, hz);
         c->flow_touch_ticks = ticks > 0 ? (uint32_t) ticks : 1;
         window_ns = timeout_ns < 3600 * NSEC_PER_SEC ? timeout_ns : 3600 * NSEC_PER_SEC;
-        ticks = window_ns >> GRM_FLOW_TICK_SHIFT;
+        ticks = flow_clock_ticks(window_ns, hz);
         c->flow_quota_window_ticks = ticks > 0 ? (uint32_t) ticks : 1;
 }
 
 int steering_new(unsigned flow_table_size, Steering **ret) {
         Steering *s;
-        int n_cpus;
+        int n_cpus, r;
 
         if (flow_table_size == 0 || !ret)
                 return -EINVAL;
@@ -156,6 +159,11 @@ int steering_new(unsigned flow_table_size, Steering **ret) {
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
+        r = flow_clock_hz(&s->hz);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
         /* Whole buckets. */
         s->flow_table_size = (flow_table_size + GRM_FLOW_WAYS - 1) / GRM_FLOW_WAYS * GRM_FLOW_WAYS;
         s->n_cpus = n_cpus;
@@ -175,7 +183,7 @@ int steering_new(unsigned flow_table_size, Steering **ret) {
                 .flow_buckets = s->flow_table_size / GRM_FLOW_WAYS,
                 .maps_abi = GRM_MAPS_ABI_VERSION,
         };
-        set_flow_timeout(&s->config, 125 * NSEC_PER_SEC);
+        set_flow_timeout(&s->config, s->hz, 125 * NSEC_PER_SEC);
         *ret = s;
         return 0;
 }
@@ -340,7 +348,7 @@ int steering_set_settings(Steering *s, int dissector, uint64_t flow_timeout_usec
         if (dissector < 0 || dissector >= _GRM_DISSECTOR_MAX || flow_timeout_usec == 0)
                 return -EINVAL;
         s->config.dissector = dissector;
-        set_flow_timeout(&s->config, flow_timeout_usec > UINT64_MAX / NSEC_PER_USEC
+        set_flow_timeout(&s->config, s->hz, flow_timeout_usec > UINT64_MAX / NSEC_PER_USEC
                                              ? UINT64_MAX
                                              : flow_timeout_usec * NSEC_PER_USEC);
         return write_config(s);
@@ -562,10 +570,10 @@ int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total)
         _cleanup_free_ __u32 *keys = NULL;
         _cleanup_free_ struct grm_flow_entry *entries = NULL;
         struct grm_slot slot_gens[GRM_GEN_SLOTS];
-        struct timespec ts;
         uint64_t total = 0;
         uint32_t now, out_batch = 0;
         bool first = true;
+        int r;
 
         for (unsigned g = 0; g < s->n_groups; g++)
                 ret_counts[g] = 0;
@@ -582,13 +590,13 @@ int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total)
                 if (bpf_map_lookup_elem(s->maps[MAP_SLOTS], &i, &slot_gens[i]) < 0)
                         return negative_errno();
 
-        /* The program stamps entries with bpf_ktime_get_coarse_ns(), i.e. CLOCK_MONOTONIC_COARSE. */
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-        now = (uint32_t) (((uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec) >> GRM_FLOW_TICK_SHIFT);
+        /* The program stamps entries with the flow clock. */
+        r = flow_clock_now(&now);
+        if (r < 0)
+                return r;
 
         for (;;) {
                 __u32 count = BATCH;
-                int r;
 
                 r = bpf_map_lookup_batch(s->maps[MAP_FLOWS], first ? NULL : &out_batch, &out_batch, keys,
                                          entries, &count, NULL);

@@ -52,6 +52,7 @@
 
 #include "datapath-cases.h"
 #include "datapath-util.h"
+#include "flow-clock.h"
 #include "flow-table.h"
 #include "macro.h"
 #include "steering.h"
@@ -718,13 +719,12 @@ START_TEST(test_collision) {
         b = flow_bucket_read(p.bucket[0]);
         for (unsigned w = 0; w < GRM_FLOW_WAYS; w++)
                 if (b.entries[w].tag == 0) {
-                        struct timespec ts;
+                        uint32_t now;
 
-                        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+                        expect(flow_clock_now(&now) == 0, "reading the flow clock: %m");
                         b.entries[w] = (struct grm_flow_entry) {
                                 .tag = p.tag, .gen = 1,
-                                .seen = (uint32_t) (((uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec) >>
-                                                    GRM_FLOW_TICK_SHIFT),
+                                .seen = now,
                                 .index = (uint16_t) ((0 * GRM_GEN_SLOTS + SLOT_GEN1) * GRM_MAX_SOCKS_PER_GEN + 1),
                         };
                         break;
@@ -741,10 +741,11 @@ START_TEST(test_collision) {
         expect_eq(real_round(rig, &real, "real flows"), 0, "real flows moved");
         assert_stats(rig, &st, "real flows", GRM_STAT_FLOW_EXISTING, N_REAL);
 
-        /* A stamp a few ticks ahead of this CPU's clock (another CPU refreshed the entry an
-         * instant after this one read the time) is "just seen", not 2^32 ticks old: the flow
-         * keeps its draining generation. */
+        /* A stamp ahead of this CPU's clock (another CPU refreshed the entry an instant after
+         * this one read the time; a second ahead here, so that the program still sees it ahead)
+         * is "just seen", not 2^32 ticks old: the flow keeps its draining generation. */
         {
+                unsigned hz;
                 struct sockaddr_storage self;
                 socklen_t len = sizeof(self);
                 struct grm_flow_key k;
@@ -756,7 +757,8 @@ START_TEST(test_collision) {
                 k = flow_key_of(&self);
                 expect(flow_entry_find(&k, NULL, &bucket, &way), "real flow 0 has no entry");
                 bk = flow_bucket_read(bucket);
-                bk.entries[way].seen += 10;
+                expect(flow_clock_hz(&hz) == 0, "measuring the flow clock: %m");
+                bk.entries[way].seen += hz;
                 flow_bucket_write(bucket, &bk);
                 expect_eq(send_one(rig, real.fds[0], "a real flow stamped in the future"), real.sock[0],
                           "a real flow stamped in the future: socket");
@@ -943,6 +945,79 @@ static int adopt_and_load(const int fds[STEERING_N_MAPS]) {
         return r;
 }
 
+/* The kernel's jiffies as /proc/timer_list shows them (root only), or -1. */
+static int64_t timer_list_jiffies(void) {
+        FILE *f = fopen("/proc/timer_list", "re");
+        char line[256];
+        int64_t j = -1;
+
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "jiffies: ", 9) == 0) {
+                        j = strtoll(line + 9, NULL, 10);
+                        break;
+                }
+        fclose(f);
+        return j;
+}
+
+/* CONFIG_HZ from /proc/config.gz, or 0 where the kernel does not show its config. */
+static unsigned config_hz(void) {
+        FILE *p = popen("zcat /proc/config.gz 2>/dev/null | grep '^CONFIG_HZ='", "re");
+        unsigned hz = 0;
+
+        if (!p)
+                return 0;
+        if (fscanf(p, "CONFIG_HZ=%u", &hz) != 1)
+                hz = 0;
+        pclose(p);
+        return hz;
+}
+
+/* The flow clock (src/shared/flow-clock.c) is the kernel's jiffies, at the kernel's HZ: what the
+ * program stamps entries with and what grmd turns timeouts into. */
+START_TEST(test_flow_clock) {
+        unsigned hz, want_hz = config_hz();
+        uint32_t t0, t1;
+        int64_t j;
+        struct timespec a, b;
+        uint64_t elapsed_ns;
+
+        current_case = &cases_flow[0];
+        expect(flow_clock_hz(&hz) == 0, "measuring the flow clock: %m");
+        if (want_hz > 0)
+                expect_eq(hz, want_hz, "HZ (CONFIG_HZ=%u)", want_hz);
+        else
+                expect(hz >= 24 && hz <= 1200, "HZ %u", hz);
+        printf("flow clock: HZ=%u (CONFIG_HZ %u)\n", hz, want_hz);
+
+        /* The same clock as the kernel's jiffies, modulo 2^32. */
+        expect(flow_clock_now(&t0) == 0, "reading the flow clock: %m");
+        j = timer_list_jiffies();
+        expect(j >= 0, "no jiffies in /proc/timer_list");
+        expect((uint32_t) ((uint32_t) j - t0) <= hz / 10 + 1, "flow clock %u, jiffies %" PRId64, t0, j);
+
+        /* It advances at hz ticks a second. */
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        expect(flow_clock_now(&t0) == 0, "reading the flow clock: %m");
+        sleep_msec(300);
+        expect(flow_clock_now(&t1) == 0, "reading the flow clock: %m");
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        elapsed_ns = (uint64_t) (b.tv_sec - a.tv_sec) * NSEC_PER_SEC + (uint64_t) b.tv_nsec - (uint64_t) a.tv_nsec;
+        expect((uint32_t) (t1 - t0) + 2 >= flow_clock_ticks(300 * NSEC_PER_USEC * 1000, hz),
+               "%u ticks in 300 ms at HZ=%u", t1 - t0, hz);
+        expect((uint32_t) (t1 - t0) <= flow_clock_ticks(elapsed_ns, hz) + 2, "%u ticks in %" PRIu64 " ns at HZ=%u",
+               t1 - t0, elapsed_ns, hz);
+
+        /* Conversions. */
+        expect_eq(flow_clock_ticks(NSEC_PER_SEC, 250), 250, "1 s at 250");
+        expect_eq(flow_clock_ticks(1500 * NSEC_PER_USEC * 1000, 300), 450, "1.5 s at 300");
+        expect_eq(flow_clock_ticks(3999999, 250), 0, "just under a tick at 250");
+        expect_eq(flow_clock_ticks(UINT64_MAX, 1000), UINT64_MAX / NSEC_PER_SEC * 1000 + 709, "the longest timeout");
+}
+END_TEST
+
 START_TEST(test_abi) {
         int fds[STEERING_N_MAPS], wrong[STEERING_N_MAPS], r;
         unsigned n_fds;
@@ -1028,6 +1103,7 @@ static Suite *flow_table_suite(void) {
         tcase_add_test(tcase(s, "slot_reused", 30), test_slot_reused);
         tcase_add_test(tcase(s, "quota_ipv6", 30), test_quota_ipv6);
         tcase_add_test(tcase(s, "abi", 30), test_abi);
+        tcase_add_test(tcase(s, "flow_clock", 30), test_flow_clock);
         return s;
 }
 

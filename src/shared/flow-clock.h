@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The flow table's clock: the kernel's jiffies, as the steering program reads them
+ * (bpf_jiffies64(), inlined by the verifier into one load), kept modulo 2^32 in flow entries
+ * (bpf/steer-api.h). grmd reads the same clock and measures its rate (CONFIG_HZ, which user space
+ * cannot ask for) through a one-instruction socket-filter program run with BPF_PROG_TEST_RUN
+ * (bpf/flow-clock.bpf.c), loaded once per process. Library code: does not log; -errno returns.
+ */
+#pragma once
+
+#include <stdint.h>
+
+/* The current tick: the low 32 bits of jiffies. */
+int flow_clock_now(uint32_t *ret);
+
+/* Ticks per second (the kernel's HZ), measured on the first call (about 40 ms at HZ=250: two tick
+ * edges around a short sleep, repeated until two measurements agree) and kept. */
+int flow_clock_hz(unsigned *ret);
+
+/* ns in ticks of hz per second, rounded down, saturated at UINT64_MAX. */
+uint64_t flow_clock_ticks(uint64_t ns, unsigned hz);
