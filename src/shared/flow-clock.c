@@ -24,7 +24,8 @@ static int clock_prog_fd(void) {
         return bpf_program__fd(skel->progs.grm_flow_clock);
 }
 
-int flow_clock_now(uint32_t *ret) {
+/* One run of the clock program: the tick and the CLOCK_MONOTONIC time of one instant. */
+static int clock_read(uint32_t *ret_tick, uint64_t *ret_ns) {
         /* A socket filter's test run wants at least an Ethernet header of data. */
         uint8_t data[64] = {};
         LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data, .data_size_in = sizeof(data), .repeat = 1);
@@ -34,99 +35,144 @@ int flow_clock_now(uint32_t *ret) {
                 return fd;
         if (bpf_prog_test_run_opts(fd, &opts) < 0)
                 return errno > 0 ? -errno : -EIO;
-        *ret = opts.retval;
+        *ret_tick = opts.retval;
+        if (ret_ns)
+                *ret_ns = skel->bss->clock_ns;
         return 0;
 }
 
-static uint64_t monotonic_ns(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * NSEC_PER_SEC + (uint64_t) ts.tv_nsec;
+int flow_clock_now(uint32_t *ret) {
+        return clock_read(ret, NULL);
 }
 
-/* Waits (spinning, at most a second) for the tick to change: the tick it changed to and when. */
-static int next_edge(uint32_t *ret_tick, uint64_t *ret_ns) {
-        uint32_t first, t;
-        uint64_t start = monotonic_ns(), ns;
+/* A tick edge, bracketed: the clock turned to *ret_tick after *ret_lo and by *ret_hi (ns).
+ * Spins (at most 100 ms) until it sees the tick change by one. */
+static int next_edge(uint32_t *ret_tick, uint64_t *ret_lo, uint64_t *ret_hi) {
+        uint32_t prev, t;
+        uint64_t prev_ns, ns, start;
         int r;
 
-        r = flow_clock_now(&first);
+        r = clock_read(&prev, &prev_ns);
         if (r < 0)
                 return r;
-        do {
-                r = flow_clock_now(&t);
+        start = prev_ns;
+        for (;;) {
+                r = clock_read(&t, &ns);
                 if (r < 0)
                         return r;
-                ns = monotonic_ns();
-                if (ns - start > NSEC_PER_SEC)
+                if (t == prev + 1) {
+                        *ret_tick = t;
+                        *ret_lo = prev_ns;
+                        *ret_hi = ns;
+                        return 0;
+                }
+                if (ns - start > 100 * 1000 * 1000)
                         return -ETIME;
-        } while (t == first);
-        *ret_tick = t;
-        *ret_ns = ns;
+                prev = t;
+                prev_ns = ns;
+        }
+}
+
+/* One measurement over two tick edges 25 ms or more apart: the
+ * least and the most ticks per second they allow. The read that sees an edge first is late by the
+ * tick's interrupt (40-200 us in a KVM guest), which runs between the two reads: the edge is just
+ * after the read before it, within a read's time (a few us; EDGE_SLACK_NS allows for more), as
+ * long as nothing else ran in between (EDGE_MAX_NS). */
+#define EDGE_SLACK_NS (20 * 1000)
+#define EDGE_MAX_NS (400 * 1000)
+static int measure(double *ret_min, double *ret_max) {
+        const struct timespec gap = { 0, 25 * 1000 * 1000 };
+        uint32_t t1, t2;
+        uint64_t lo1, hi1, lo2, hi2;
+        int r;
+
+        r = next_edge(&t1, &lo1, &hi1);
+        if (r < 0)
+                return r;
+        nanosleep(&gap, NULL);
+        r = next_edge(&t2, &lo2, &hi2);
+        if (r < 0)
+                return r;
+        if (t2 == t1 || hi1 - lo1 > EDGE_MAX_NS || hi2 - lo2 > EDGE_MAX_NS || lo2 <= lo1 + 2 * EDGE_SLACK_NS)
+                return -EAGAIN;
+        *ret_min = (double) (uint32_t) (t2 - t1) * (double) NSEC_PER_SEC / (double) (lo2 + EDGE_SLACK_NS - lo1);
+        *ret_max = (double) (uint32_t) (t2 - t1) * (double) NSEC_PER_SEC / (double) (lo2 - lo1 - EDGE_SLACK_NS);
         return 0;
 }
 
-/* One measurement: ticks between two edges 12 ms or more apart (one tick at least, at HZ=100), per second. */
-static int measure(double *ret) {
-        const struct timespec gap = { 0, 12 * 1000 * 1000 };
+/* Without tight edges (a machine so loaded that every spin was preempted across its edge): two
+ * reads 250 ms apart, each tick and time one instant, so only the ticks' granularity is left:
+ * +-1 tick, 1.6% at HZ=250. */
+static int measure_long(double *ret_min, double *ret_max) {
+        const struct timespec gap = { 0, 250 * 1000 * 1000 };
         uint32_t t1, t2;
         uint64_t ns1, ns2;
         int r;
 
-        r = next_edge(&t1, &ns1);
+        r = clock_read(&t1, &ns1);
         if (r < 0)
                 return r;
         nanosleep(&gap, NULL);
-        r = next_edge(&t2, &ns2);
+        r = clock_read(&t2, &ns2);
         if (r < 0)
                 return r;
-        if (ns2 <= ns1 || t2 == t1)
-                return -EAGAIN;
-        *ret = (double) (uint32_t) (t2 - t1) * (double) NSEC_PER_SEC / (double) (ns2 - ns1);
+        if (ns2 <= ns1 || (uint32_t) (t2 - t1) < 2)
+                return -EIO;
+        *ret_min = ((double) (uint32_t) (t2 - t1) - 1) * (double) NSEC_PER_SEC / (double) (ns2 - ns1);
+        *ret_max = ((double) (uint32_t) (t2 - t1) + 1) * (double) NSEC_PER_SEC / (double) (ns2 - ns1);
         return 0;
 }
 
-/* The values CONFIG_HZ takes across architectures: a measurement within 2% of one is that one. */
-static unsigned snap_hz(double hz) {
+/* The values CONFIG_HZ takes across architectures: one within [lo, hi] (widened by 0.5%) is the
+ * rate; otherwise the middle, rounded. */
+static double distance(double a, double b) {
+        return a > b ? a - b : b - a;
+}
+
+static double snap_hz(double lo, double hi) {
         static const unsigned known[] = { 24, 32, 48, 64, 100, 128, 200, 250, 256, 300, 500, 1000, 1024, 1200 };
+        double best = 0;
 
         for (size_t i = 0; i < ELEMENTSOF(known); i++)
-                if (hz > known[i] * 0.98 && hz < known[i] * 1.02)
-                        return known[i];
-        return (unsigned) (hz + 0.5);
+                if (known[i] >= lo * 0.995 && known[i] <= hi * 1.005 &&
+                    (best == 0 || distance(known[i], (lo + hi) / 2) < distance(best, (lo + hi) / 2)))
+                        best = known[i];
+        return best > 0 ? best : (double) (unsigned) ((lo + hi) / 2 + 0.5);
 }
 
 int flow_clock_hz(unsigned *ret) {
-        double last = 0;
+        double lo = 0, hi = 0, hz, last = 0;
         int r;
 
         if (measured_hz > 0) {
                 *ret = measured_hz;
                 return 0;
         }
-        /* An edge seen late (preempted between the test run and the clock read, a tick
-         * delayed under a hypervisor) skews one measurement: take two that agree within 1%. */
-        for (unsigned attempt = 0; attempt < 8; attempt++) {
-                double hz;
-
-                r = measure(&hz);
-                if (r == -EAGAIN)
+        /* Tight measurements (bounds within 1% of each other) snapped to a known HZ; two in a
+         * row that agree are the rate. One of them can still be off (an edge seen late by more
+         * than the slack, measured here once in a few dozen), hence two. */
+        for (unsigned attempt = 0; attempt < 10; attempt++) {
+                r = measure(&lo, &hi);
+                if (r == -EAGAIN || r == -ETIME || (r == 0 && hi > lo * 1.01))
                         continue;
                 if (r < 0)
                         return r;
-                if (last > 0 && hz > last * 0.99 && hz < last * 1.01) {
-                        double mean = (hz + last) / 2;
-
-                        if (mean < 1 || mean > 100000)
-                                return -ERANGE;
-                        measured_hz = snap_hz(mean);
-                        *ret = measured_hz;
-                        return 0;
-                }
+                hz = snap_hz(lo, hi);
+                if (hz == last)
+                        goto done;
                 last = hz;
         }
-        return -ETIME;
+        /* A machine so loaded that the spins kept being preempted at their edges. */
+        r = measure_long(&lo, &hi);
+        if (r < 0)
+                return r;
+        hz = snap_hz(lo, hi);
+done:
+        if (hz < 1 || hz > 100000)
+                return -ERANGE;
+        measured_hz = (unsigned) hz;
+        *ret = measured_hz;
+        return 0;
 }
 
 uint64_t flow_clock_ticks(uint64_t ns, unsigned hz) {

@@ -13,8 +13,8 @@
 /* The current tick: the low 32 bits of jiffies. */
 int flow_clock_now(uint32_t *ret);
 
-/* Ticks per second (the kernel's HZ), measured on the first call (about 40 ms at HZ=250: two tick
- * edges around a short sleep, repeated until two measurements agree) and kept. */
+/* Ticks per second (the kernel's HZ), measured on the first call (about 60 ms: two tick
+ * edges around a 25 ms sleep, until two measurements agree) and kept. */
 int flow_clock_hz(unsigned *ret);
 
 /* ns in ticks of hz per second, rounded down, saturated at UINT64_MAX. */
