@@ -116,6 +116,7 @@ START_TEST(test_refused) {
                 { "grmd version=99 seq=1\n", "format version 99" },
                 { "grmd seq=1\n", "format version 0" },
                 { "grmd version=2 seq=1 maps_abi=1\n", "ABI version 1" },
+                { "grmd version=2 seq=1 maps_abi=2\n", "ABI version 2" }, /* coarse-clock ticks */
                 { "grmd version=2 seq=1 maps_abi=77\n", "ABI version 77" },
         };
         unsigned before = count_fds();
