@@ -10,54 +10,69 @@
 
 #include "flow_clock.skel.h"
 
-static struct flow_clock *skel;
+struct FlowClock {
+        struct flow_clock *skel;
+};
+
+/* HZ does not change while the kernel runs: measured once per process. */
 static unsigned measured_hz;
 
-static int clock_prog_fd(void) {
-        if (!skel) {
-                struct flow_clock *s = flow_clock__open_and_load();
+int flow_clock_new(FlowClock **ret) {
+        FlowClock *c = calloc(1, sizeof(*c));
 
-                if (!s)
-                        return errno > 0 ? -errno : -EINVAL;
-                skel = s;
+        if (!c)
+                return -ENOMEM;
+        c->skel = flow_clock__open_and_load();
+        if (!c->skel) {
+                int r = errno > 0 ? -errno : -EINVAL;
+
+                free(c);
+                return r;
         }
-        return bpf_program__fd(skel->progs.grm_flow_clock);
-}
-
-/* One run of the clock program: the tick and the CLOCK_MONOTONIC time of one instant. */
-static int clock_read(uint32_t *ret_tick, uint64_t *ret_ns) {
-        /* A socket filter's test run wants at least an Ethernet header of data. */
-        uint8_t data[64] = {};
-        LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data, .data_size_in = sizeof(data), .repeat = 1);
-        int fd = clock_prog_fd();
-
-        if (fd < 0)
-                return fd;
-        if (bpf_prog_test_run_opts(fd, &opts) < 0)
-                return errno > 0 ? -errno : -EIO;
-        *ret_tick = opts.retval;
-        if (ret_ns)
-                *ret_ns = skel->bss->clock_ns;
+        *ret = c;
         return 0;
 }
 
-int flow_clock_now(uint32_t *ret) {
-        return clock_read(ret, NULL);
+FlowClock *flow_clock_free(FlowClock *c) {
+        if (c) {
+                flow_clock__destroy(c->skel);
+                free(c);
+        }
+        return NULL;
+}
+
+/* One run of the clock program: the tick and the CLOCK_MONOTONIC time of one instant. */
+static int clock_read(FlowClock *c, uint32_t *ret_tick, uint64_t *ret_ns) {
+        /* A socket filter's test run wants at least an Ethernet header of data. (Somewhere to
+         * copy it back to as well: valgrind checks data_out whether or not it is set.) */
+        uint8_t data[64] = {}, out[64];
+        LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data, .data_size_in = sizeof(data), .data_out = out,
+                    .data_size_out = sizeof(out), .repeat = 1);
+        if (bpf_prog_test_run_opts(bpf_program__fd(c->skel->progs.grm_flow_clock), &opts) < 0)
+                return errno > 0 ? -errno : -EIO;
+        *ret_tick = opts.retval;
+        if (ret_ns)
+                *ret_ns = c->skel->bss->clock_ns;
+        return 0;
+}
+
+int flow_clock_now(FlowClock *c, uint32_t *ret) {
+        return clock_read(c, ret, NULL);
 }
 
 /* A tick edge, bracketed: the clock turned to *ret_tick after *ret_lo and by *ret_hi (ns).
  * Spins (at most 100 ms) until it sees the tick change by one. */
-static int next_edge(uint32_t *ret_tick, uint64_t *ret_lo, uint64_t *ret_hi) {
+static int next_edge(FlowClock *c, uint32_t *ret_tick, uint64_t *ret_lo, uint64_t *ret_hi) {
         uint32_t prev, t;
         uint64_t prev_ns, ns, start;
         int r;
 
-        r = clock_read(&prev, &prev_ns);
+        r = clock_read(c, &prev, &prev_ns);
         if (r < 0)
                 return r;
         start = prev_ns;
         for (;;) {
-                r = clock_read(&t, &ns);
+                r = clock_read(c, &t, &ns);
                 if (r < 0)
                         return r;
                 if (t == prev + 1) {
@@ -80,17 +95,17 @@ static int next_edge(uint32_t *ret_tick, uint64_t *ret_lo, uint64_t *ret_hi) {
  * long as nothing else ran in between (EDGE_MAX_NS). */
 #define EDGE_SLACK_NS (20 * 1000)
 #define EDGE_MAX_NS (400 * 1000)
-static int measure(double *ret_min, double *ret_max) {
+static int measure(FlowClock *c, double *ret_min, double *ret_max) {
         const struct timespec gap = { 0, 25 * 1000 * 1000 };
         uint32_t t1, t2;
         uint64_t lo1, hi1, lo2, hi2;
         int r;
 
-        r = next_edge(&t1, &lo1, &hi1);
+        r = next_edge(c, &t1, &lo1, &hi1);
         if (r < 0)
                 return r;
         nanosleep(&gap, NULL);
-        r = next_edge(&t2, &lo2, &hi2);
+        r = next_edge(c, &t2, &lo2, &hi2);
         if (r < 0)
                 return r;
         if (t2 == t1 || hi1 - lo1 > EDGE_MAX_NS || hi2 - lo2 > EDGE_MAX_NS || lo2 <= lo1 + 2 * EDGE_SLACK_NS)
@@ -103,17 +118,17 @@ static int measure(double *ret_min, double *ret_max) {
 /* Without tight edges (a machine so loaded that every spin was preempted across its edge): two
  * reads 250 ms apart, each tick and time one instant, so only the ticks' granularity is left:
  * +-1 tick, 1.6% at HZ=250. */
-static int measure_long(double *ret_min, double *ret_max) {
+static int measure_long(FlowClock *c, double *ret_min, double *ret_max) {
         const struct timespec gap = { 0, 250 * 1000 * 1000 };
         uint32_t t1, t2;
         uint64_t ns1, ns2;
         int r;
 
-        r = clock_read(&t1, &ns1);
+        r = clock_read(c, &t1, &ns1);
         if (r < 0)
                 return r;
         nanosleep(&gap, NULL);
-        r = clock_read(&t2, &ns2);
+        r = clock_read(c, &t2, &ns2);
         if (r < 0)
                 return r;
         if (ns2 <= ns1 || (uint32_t) (t2 - t1) < 2)
@@ -140,7 +155,7 @@ static double snap_hz(double lo, double hi) {
         return best > 0 ? best : (double) (unsigned) ((lo + hi) / 2 + 0.5);
 }
 
-int flow_clock_hz(unsigned *ret) {
+int flow_clock_hz(FlowClock *c, unsigned *ret) {
         double lo = 0, hi = 0, hz, last = 0;
         int r;
 
@@ -152,7 +167,7 @@ int flow_clock_hz(unsigned *ret) {
          * row that agree are the rate. One of them can still be off (an edge seen late by more
          * than the slack, measured here once in a few dozen), hence two. */
         for (unsigned attempt = 0; attempt < 10; attempt++) {
-                r = measure(&lo, &hi);
+                r = measure(c, &lo, &hi);
                 if (r == -EAGAIN || r == -ETIME || (r == 0 && hi > lo * 1.01))
                         continue;
                 if (r < 0)
@@ -163,7 +178,7 @@ int flow_clock_hz(unsigned *ret) {
                 last = hz;
         }
         /* A machine so loaded that the spins kept being preempted at their edges. */
-        r = measure_long(&lo, &hi);
+        r = measure_long(c, &lo, &hi);
         if (r < 0)
                 return r;
         hz = snap_hz(lo, hi);

@@ -53,7 +53,8 @@ struct Steering {
         int maps[STEERING_N_MAPS];           /* the shared maps' fds (owned by groups[0]) */
         unsigned n_groups;
         struct grm_config config;            /* what the config map holds */
-        unsigned hz;                         /* the flow clock's ticks per second (flow-clock.h) */
+        FlowClock *clock;                    /* the flow table's clock (flow-clock.h) */
+        unsigned hz;                         /* its ticks per second */
         int n_cpus;
         uint64_t probe_token;                /* of this grmd's UDP programs (steer-api.h) */
 };
@@ -159,8 +160,11 @@ int steering_new(unsigned flow_table_size, Steering **ret) {
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        r = flow_clock_hz(&s->hz);
+        r = flow_clock_new(&s->clock);
+        if (r >= 0)
+                r = flow_clock_hz(s->clock, &s->hz);
         if (r < 0) {
+                flow_clock_free(s->clock);
                 free(s);
                 return r;
         }
@@ -197,6 +201,7 @@ Steering *steering_free(Steering *s) {
         }
         for (unsigned i = 0; i < STEERING_N_MAPS; i++)
                 safe_close(s->adopted[i]);
+        flow_clock_free(s->clock);
         free(s);
         return NULL;
 }
@@ -591,7 +596,7 @@ int steering_count_flows(Steering *s, uint64_t *ret_counts, uint64_t *ret_total)
                         return negative_errno();
 
         /* The program stamps entries with the flow clock. */
-        r = flow_clock_now(&now);
+        r = flow_clock_now(s->clock, &now);
         if (r < 0)
                 return r;
 

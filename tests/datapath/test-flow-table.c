@@ -719,9 +719,12 @@ START_TEST(test_collision) {
         b = flow_bucket_read(p.bucket[0]);
         for (unsigned w = 0; w < GRM_FLOW_WAYS; w++)
                 if (b.entries[w].tag == 0) {
+                        FlowClock *clock = NULL;
                         uint32_t now;
 
-                        expect(flow_clock_now(&now) == 0, "reading the flow clock: %m");
+                        expect(flow_clock_new(&clock) == 0, "loading the flow clock: %m");
+                        expect(flow_clock_now(clock, &now) == 0, "reading the flow clock: %m");
+                        flow_clock_free(clock);
                         b.entries[w] = (struct grm_flow_entry) {
                                 .tag = p.tag, .gen = 1,
                                 .seen = now,
@@ -745,6 +748,7 @@ START_TEST(test_collision) {
          * this one read the time; a second ahead here, so that the program still sees it ahead)
          * is "just seen", not 2^32 ticks old: the flow keeps its draining generation. */
         {
+                FlowClock *clock = NULL;
                 unsigned hz;
                 struct sockaddr_storage self;
                 socklen_t len = sizeof(self);
@@ -757,7 +761,9 @@ START_TEST(test_collision) {
                 k = flow_key_of(&self);
                 expect(flow_entry_find(&k, NULL, &bucket, &way), "real flow 0 has no entry");
                 bk = flow_bucket_read(bucket);
-                expect(flow_clock_hz(&hz) == 0, "measuring the flow clock: %m");
+                expect(flow_clock_new(&clock) == 0, "loading the flow clock: %m");
+                expect(flow_clock_hz(clock, &hz) == 0, "measuring the flow clock: %m");
+                clock = flow_clock_free(clock);
                 bk.entries[way].seen += hz;
                 flow_bucket_write(bucket, &bk);
                 expect_eq(send_one(rig, real.fds[0], "a real flow stamped in the future"), real.sock[0],
@@ -979,13 +985,15 @@ static unsigned config_hz(void) {
  * program stamps entries with and what grmd turns timeouts into. */
 START_TEST(test_flow_clock) {
         unsigned hz, want_hz = config_hz();
+        FlowClock *clock = NULL;
         uint32_t t0, t1;
         int64_t j;
         struct timespec a, b;
         uint64_t elapsed_ns;
 
         current_case = &cases_flow[0];
-        expect(flow_clock_hz(&hz) == 0, "measuring the flow clock: %m");
+        expect(flow_clock_new(&clock) == 0, "loading the flow clock: %m");
+        expect(flow_clock_hz(clock, &hz) == 0, "measuring the flow clock: %m");
         if (want_hz > 0)
                 expect_eq(hz, want_hz, "HZ (CONFIG_HZ=%u)", want_hz);
         else
@@ -993,16 +1001,16 @@ START_TEST(test_flow_clock) {
         printf("flow clock: HZ=%u (CONFIG_HZ %u)\n", hz, want_hz);
 
         /* The same clock as the kernel's jiffies, modulo 2^32. */
-        expect(flow_clock_now(&t0) == 0, "reading the flow clock: %m");
+        expect(flow_clock_now(clock, &t0) == 0, "reading the flow clock: %m");
         j = timer_list_jiffies();
         expect(j >= 0, "no jiffies in /proc/timer_list");
         expect((uint32_t) ((uint32_t) j - t0) <= hz / 10 + 1, "flow clock %u, jiffies %" PRId64, t0, j);
 
         /* It advances at hz ticks a second. */
         clock_gettime(CLOCK_MONOTONIC, &a);
-        expect(flow_clock_now(&t0) == 0, "reading the flow clock: %m");
+        expect(flow_clock_now(clock, &t0) == 0, "reading the flow clock: %m");
         sleep_msec(300);
-        expect(flow_clock_now(&t1) == 0, "reading the flow clock: %m");
+        expect(flow_clock_now(clock, &t1) == 0, "reading the flow clock: %m");
         clock_gettime(CLOCK_MONOTONIC, &b);
         elapsed_ns = (uint64_t) (b.tv_sec - a.tv_sec) * NSEC_PER_SEC + (uint64_t) b.tv_nsec - (uint64_t) a.tv_nsec;
         expect((uint32_t) (t1 - t0) + 2 >= flow_clock_ticks(300 * NSEC_PER_USEC * 1000, hz),
@@ -1015,6 +1023,7 @@ START_TEST(test_flow_clock) {
         expect_eq(flow_clock_ticks(1500 * NSEC_PER_USEC * 1000, 300), 450, "1.5 s at 300");
         expect_eq(flow_clock_ticks(3999999, 250), 0, "just under a tick at 250");
         expect_eq(flow_clock_ticks(UINT64_MAX, 1000), UINT64_MAX / NSEC_PER_SEC * 1000 + 709, "the longest timeout");
+        flow_clock_free(clock);
 }
 END_TEST
 
