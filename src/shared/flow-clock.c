@@ -48,6 +48,7 @@ static int clock_read(FlowClock *c, uint32_t *ret_tick, uint64_t *ret_ns) {
         uint8_t data[64] = {}, out[64];
         LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data, .data_size_in = sizeof(data), .data_out = out,
                     .data_size_out = sizeof(out), .repeat = 1);
+
         if (bpf_prog_test_run_opts(bpf_program__fd(c->skel->progs.grm_flow_clock), &opts) < 0)
                 return errno > 0 ? -errno : -EIO;
         *ret_tick = opts.retval;
