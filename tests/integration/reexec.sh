@@ -11,9 +11,15 @@ grmctl restart >/dev/null || fail "restart before reexec failed"
 pid2=$(generation_field 2 pid)
 deadline_before=$(generation_field 1 drain_deadline_usec)
 fds_before=$(ls /proc/"$GRMD_PID"/fd | wc -l)
+# The original and the head socket (docs/ARCHITECTURE.md, restart step 4): the head is
+# close-on-exec, but the vault's queue holds it across the exec, and the new image takes it back.
+inodes_before=$(udp_inodes "$GRMD_PID" 9000 | tr '\n' ' ')
+[ "$(echo $inodes_before | wc -w)" = 2 ] || fail "grmd holds sockets '$inodes_before' on port 9000, expected 2"
 
 grmctl reexec || fail "reexec failed"
 [ "$(status_json | jq .grmd.pid)" = "$GRMD_PID" ] || fail "grmd pid changed"
+inodes_after=$(udp_inodes "$GRMD_PID" 9000 | tr '\n' ' ')
+[ "$inodes_after" = "$inodes_before" ] || fail "after reexec grmd holds sockets '$inodes_after' on port 9000, before '$inodes_before'"
 [ "$(generation_field 2 pid)" = "$pid2" ] || fail "working instance changed"
 [ "$(generation_field 2 state)" = working ] || fail "generation 2 not working after reexec"
 [ "$(status_json | jq .grmd.working)" = 2 ] || fail "working generation lost"
