@@ -629,6 +629,24 @@ static bool entry_in(uint32_t addr, uint32_t x, uint32_t y, struct grm_flow_entr
         return flow_entry_find(&key, ret, &bucket, NULL) && (bucket == x || bucket == y);
 }
 
+/* Sends one datagram of each of the 8 flows of buckets x and y, each to arrive on generation
+ * gen, starting with the first whose old entry is still there, so that at least one finds it:
+ * which entries displaced flows take depends on the table's secret, and in send order the chain
+ * of displacements can reach every flow. */
+static void send_kept_first(Rig *rig, const uint32_t *addrs, const int *fds, uint32_t x, uint32_t y,
+                            uint32_t gen, const char *what) {
+        unsigned first = 0;
+
+        while (first < 2 * GRM_FLOW_WAYS && !entry_in(addrs[first], x, y, NULL))
+                first++;
+        expect(first < 2 * GRM_FLOW_WAYS, "%s: no flow of the 8 kept its old entry", what);
+        for (unsigned k = 0; k < 2 * GRM_FLOW_WAYS; k++) {
+                unsigned i = (first + k) % (2 * GRM_FLOW_WAYS);
+
+                expect_eq(rig->socks[send_one(rig, fds[i], what)].gen, gen, "%s: flow %u: generation", what, i);
+        }
+}
+
 START_TEST(test_full) {
         Rig *rig = rig_new(&cases_flow[0], EDGE_TABLE_SIZE, 125 * USEC_PER_SEC, 0);
         Counters st = stats_now(rig);
@@ -806,22 +824,7 @@ START_TEST(test_expiry) {
          * each whose entry such a flow took in turn, takes another expired one (flow_created),
          * until the entries are all live: nine flows, eight entries, so the last one without an
          * entry may find no room (flow_untracked). */
-        {
-                /* First one whose expired entry is still there, so that at least one finds it:
-                 * which entries the displaced flows take depends on the table's secret, and in
-                 * send order the chain of displacements can reach every flow. */
-                unsigned first = 0;
-
-                while (first < 2 * GRM_FLOW_WAYS && !entry_in(addrs[first], x, y, NULL))
-                        first++;
-                expect(first < 2 * GRM_FLOW_WAYS, "no flow of the 8 kept its expired entry");
-                for (unsigned k = 0; k < 2 * GRM_FLOW_WAYS; k++) {
-                        unsigned i = (first + k) % (2 * GRM_FLOW_WAYS);
-
-                        expect_eq(rig->socks[send_one(rig, fds[i], "a flow back from idle")].gen, 1,
-                                  "flow %u back from idle: generation", i);
-                }
-        }
+        send_kept_first(rig, addrs, fds, x, y, 1, "a flow back from idle");
         d = stats_delta(rig, &st);
         expect_eq(counters_sum(&d), 2 * GRM_FLOW_WAYS, "verdicts");
         expect_eq(d.v[GRM_STAT_FLOW_EXPIRED] + d.v[GRM_STAT_FLOW_CREATED] + d.v[GRM_STAT_FLOW_UNTRACKED],
@@ -873,19 +876,7 @@ START_TEST(test_slot_reused) {
          * the last may find no room). First the one whose stale entry is still there, so that
          * at least one finds it: which entry the 9th flow took depends on the table's secret,
          * and in send order the chain of displacements can reach every flow. */
-        {
-                unsigned first = 0;
-
-                while (first < 2 * GRM_FLOW_WAYS && !entry_in(addrs[first], x, y, NULL))
-                        first++;
-                expect(first < 2 * GRM_FLOW_WAYS, "no flow of the 8 kept its stale entry");
-                for (unsigned k = 0; k < 2 * GRM_FLOW_WAYS; k++) {
-                        unsigned i = (first + k) % (2 * GRM_FLOW_WAYS);
-
-                        s = send_one(rig, fds[i], "a flow of generation 1 after its slot was reused");
-                        expect_eq(rig->socks[s].gen, 5, "flow %u: generation", i);
-                }
-        }
+        send_kept_first(rig, addrs, fds, x, y, 5, "a flow of generation 1 after its slot was reused");
         d = stats_delta(rig, &st);
         expect_eq(counters_sum(&d), 2 * GRM_FLOW_WAYS, "verdicts");
         expect_eq(d.v[GRM_STAT_FLOW_STALE] + d.v[GRM_STAT_FLOW_CREATED] + d.v[GRM_STAT_FLOW_UNTRACKED],
